@@ -1,0 +1,219 @@
+"""The ``splice`` command line.
+
+User mistakes (a missing model, an unreachable server, a prompt that does not fit)
+are :class:`SpliceError`; :func:`main` prints their one-line message, with no
+traceback, and exits 1. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from serving.errors import SpliceError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="splice",
+    help="Agentic RAG that splices tool results into the token stream, "
+    "and says \"I don't know\" when it should.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print side-by-side ratios.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+err = Console(stderr=True)
+out = Console()
+
+# Engine options shared by every command that runs the model.
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", help="HF name or path; default: the prepared SmolLM2 model."),
+]
+MaxLenOpt = Annotated[int, typer.Option("--max-model-len", help="Context window in tokens.")]
+DtypeOpt = Annotated[
+    Optional[str], typer.Option("--dtype", help="float32 on CPU, auto on GPU by default.")
+]
+KVOpt = Annotated[
+    Optional[float], typer.Option("--kv-cache-gib", help="CPU KV-cache size in GiB (default 2).")
+]
+TPOpt = Annotated[int, typer.Option("--tensor-parallel-size", "-tp", help="GPUs per model.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's own logs.")]
+
+
+def _quiet_vllm(verbose: bool) -> None:
+    # vLLM logs every step at INFO; users of `ask` want the answer, not the logs.
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _vllm_config(model: str | None, max_model_len: int, dtype: str | None,
+                 kv_cache_gib: float | None, tensor_parallel_size: int):  # fmt: skip
+    from serving.vllm_engine import VLLMConfig
+
+    return VLLMConfig(
+        model=model,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        kv_cache_gib=kv_cache_gib,
+        tensor_parallel_size=tensor_parallel_size,
+    )
+
+
+@app.command()
+def prepare(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if up to date.")] = False,
+    home: Annotated[
+        Optional[Path], typer.Option("--home", help="Cache directory (env SPLICE_HOME).")
+    ] = None,
+) -> None:
+    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens) under SPLICE_HOME."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from serving.prepare import prepare as run_prepare
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    stages = ["verifying cache", "reading tokenizer", "dequantizing GGUF weights",
+              "adding tool-call tokens", "saving safetensors", "hashing files"]  # fmt: skip
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), *Progress.get_default_columns()[1:3],
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("prepare", total=len(stages))
+
+        def on_step(name: str) -> None:
+            done = stages.index(name) if name in stages else 0
+            progress.update(task, completed=done, description=name)
+
+        result = run_prepare(home, force=force, on_step=on_step, on_notice=err.print)
+        progress.update(task, completed=len(stages))
+    state = "built" if result.built else "up to date"
+    ids = ", ".join(f"{t}={i}" for t, i in result.manifest.special_tokens.items())
+    out.print(f"[green]model {state}[/green]: {result.path}")
+    out.print(f"tool tokens: {ids}")
+
+
+@app.command("serve-model")
+def serve_model(
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_model_len: MaxLenOpt = 4096,
+    dtype: DtypeOpt = None,
+    kv_cache_gib: KVOpt = None,
+    tensor_parallel_size: TPOpt = 1,
+    vllm_args: Annotated[
+        Optional[list[str]], typer.Argument(help="Extra `vllm serve` flags, after `--`.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 600.0,
+) -> None:
+    """Run vLLM's OpenAI-compatible server for the model and wait until it is healthy."""
+    from serving.model_server import ModelServer
+
+    config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
+    # Foreground: the server's own logs stream to this terminal.
+    server = ModelServer(config, host=host, port=port, extra_args=vllm_args, stream_logs=True)
+    err.print(f"starting: {' '.join(server.command())}")
+    try:
+        server.start(timeout=timeout)
+        err.print(f"[green]ready[/green] at {server.url}/v1  (Ctrl-C stops it)")
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    url: Annotated[
+        Optional[str], typer.Option("--url", help="Use a running `splice serve-model` server.")
+    ] = None,
+    model: ModelOpt = None,
+    max_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    max_model_len: MaxLenOpt = 4096,
+    dtype: DtypeOpt = None,
+    kv_cache_gib: KVOpt = None,
+    tensor_parallel_size: TPOpt = 1,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Answer a question with the model (closed-book until the tool loop lands)."""
+    from serving.engine import SamplingParams
+
+    _quiet_vllm(verbose)
+    config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
+
+    async def run() -> None:
+        from serving.factory import open_engine
+
+        with err.status("starting the engine (about a minute on CPU)…"):
+            engine = await open_engine(url, config)
+        try:
+            tok = engine.tokenizer
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": question}], add_generation_prompt=True,
+                tokenize=False,
+            )  # fmt: skip
+            ids = tok.encode(text, add_special_tokens=False)
+            params = SamplingParams(
+                max_tokens=max_tokens, temperature=temperature,
+                stop_token_ids=(tok.eos_token_id,) if tok.eos_token_id is not None else (),
+            )  # fmt: skip
+            async for chunk in engine.generate(ids, params):
+                out.print(chunk.text, end="", markup=False, highlight=False)
+            out.print()
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
+
+
+@bench_app.command("engines")
+def bench_engines(
+    prompts: Annotated[int, typer.Option(help="Parallel prompts per run.")] = 16,
+    max_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 64,
+    model: ModelOpt = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """In-process vLLM vs `vllm serve` over HTTP: start time and tokens/s, side by side."""
+    from serving.bench import run_engine_bench
+
+    _quiet_vllm(verbose)
+    report = run_engine_bench(prompts=prompts, max_tokens=max_tokens, model=model, log=err.print)
+    out.print(report.table())
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(report.model_dump_json(indent=2))
+        err.print(f"wrote {out_path}")
+
+
+def main() -> None:
+    """Console-script entry: one line, no traceback, for user errors."""
+    try:
+        app()
+    except SpliceError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

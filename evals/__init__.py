@@ -1,0 +1,1 @@
+"""evals: see DESIGN.md's layout table; built by its own issue."""

