@@ -94,10 +94,10 @@ def _sha256(path: Path) -> str:
 
 def load_manifest(model_dir: Path) -> Manifest:
     path = model_dir / MANIFEST_NAME
-    if not model_dir.exists() or not path.exists():
-        raise ModelNotPreparedError(
-            f"no prepared model at {model_dir}: run `splice prepare`"
-        )
+    if not model_dir.exists():
+        raise ModelNotPreparedError(f"no prepared model at {model_dir}: run `splice prepare`")
+    if not path.exists():
+        raise CacheCorrupt("partial: no manifest")
     try:
         manifest = Manifest.model_validate_json(path.read_text())
     except (ValidationError, ValueError, OSError) as exc:

@@ -192,6 +192,10 @@ class VLLMEngine(Engine):
         self.shutdown()
 
     def shutdown(self) -> None:
-        if self._llm is not None:
-            self._llm.shutdown()
-            self._llm = None
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+            # vLLM keeps other references to the AsyncLLM, so its __del__ runs at
+            # interpreter exit, calls shutdown() again against half-torn-down modules
+            # and prints a traceback. Once is enough.
+            llm.shutdown = lambda *a, **k: None

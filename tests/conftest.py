@@ -1,0 +1,77 @@
+"""Shared fixtures: one prepared model, one in-process vLLM engine and one
+``vllm serve`` per test session (each start costs about a minute on CPU)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+MAX_MODEL_LEN = 1024
+
+
+@pytest.fixture(scope="session")
+def splice_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A SPLICE_HOME for the whole session, with the default model prepared once."""
+    from serving.prepare import prepare
+
+    home = tmp_path_factory.mktemp("splice-home")
+    old = os.environ.get("SPLICE_HOME")
+    os.environ["SPLICE_HOME"] = str(home)
+    prepare(home)
+    yield home
+    if old is None:
+        os.environ.pop("SPLICE_HOME", None)
+    else:
+        os.environ["SPLICE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def model_dir(splice_home: Path) -> Path:
+    from serving.prepare import default_model_dir
+
+    return default_model_dir(splice_home)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(model_dir: Path):
+    from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+    engine = VLLMEngine.start(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN))
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+def model_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from serving.model_server import ModelServer
+    from serving.vllm_engine import VLLMConfig
+
+    log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
+    server = ModelServer(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN),
+                         log_path=log)  # fmt: skip
+    server.start(timeout=600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def http_engine(model_server):
+    from serving.http_engine import HTTPEngine
+
+    engine = await HTTPEngine.connect(model_server.url)
+    yield engine
+    await engine.aclose()
+
+
+def chat_ids(tokenizer, question: str) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+    )
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -1,0 +1,80 @@
+"""User mistakes get one line naming the problem and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving.errors import DependencyMissingError, ServerUnreachableError, SpliceError
+from serving.http_engine import HTTPEngine
+from serving.model_server import free_port
+
+SPLICE = [sys.executable, "-m", "agent.cli"]
+
+
+def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SPLICE_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([*SPLICE, *args], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_ask_without_prepared_model(tmp_path: Path) -> None:
+    proc = run_cli("ask", "What is the capital of France?", home=tmp_path / "empty")
+    assert_one_line_error(proc, "no prepared model", "run `splice prepare`")
+
+
+def test_serve_model_without_prepared_model(tmp_path: Path) -> None:
+    proc = run_cli("serve-model", home=tmp_path / "empty")
+    assert_one_line_error(proc, "splice prepare")
+
+
+def test_ask_against_unreachable_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = run_cli("ask", "hi", "--url", url, home=tmp_path)
+    assert_one_line_error(proc, "cannot reach the model server", url)
+
+
+async def test_http_engine_unreachable_names_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ServerUnreachableError, match=url.replace(".", r"\.")):
+        await HTTPEngine.connect(url)
+
+
+def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.vllm_engine import require_vllm
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
+    with pytest.raises(DependencyMissingError, match=r"pip install 'splice\[cpu\]'"):
+        require_vllm()
+
+
+def test_missing_local_model_path(tmp_path: Path) -> None:
+    proc = run_cli("ask", "hi", "--model", str(tmp_path / "nope"), home=tmp_path)
+    assert_one_line_error(proc, "does not exist")
+
+
+def test_every_error_is_a_splice_error() -> None:
+    import serving.errors as errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), SpliceError)
+
+
+def test_help_lists_subcommands(tmp_path: Path) -> None:
+    proc = run_cli("--help", home=tmp_path)
+    assert proc.returncode == 0
+    for cmd in ("prepare", "serve-model", "ask", "bench"):
+        assert cmd in proc.stdout
