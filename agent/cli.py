@@ -135,14 +135,55 @@ def serve_model(
         server.stop()
 
 
+def _load_passages(path: Path) -> list:
+    """A JSONL of {"id","title","text"} (or FlashRAG's {"id","contents"}) rows."""
+    import json
+
+    from agent.tools import Passage
+    from serving.errors import ConfigError
+
+    passages = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text = row.get("text") or row.get("contents")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("no text")
+            passages.append(Passage(id=str(row.get("id", n)), title=str(row.get("title", "")),
+                                    text=text, source=str(row.get("source", path.name))))  # fmt: skip
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"{path}:{n}: malformed row ({exc}): expected {{\"id\", \"title\", \"text\"}}"
+            ) from exc
+    return passages
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
+    no_tools: Annotated[bool, typer.Option("--no-tools", help="Closed-book: no search.")] = False,
+    passages: Annotated[
+        Optional[Path],
+        typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory)."),
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="Tool-call protocol.")] = "splice",
+    search_first: Annotated[
+        bool, typer.Option("--search-first", help="Prefill <search>: makes an untuned model search.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"answer","abstained","citations","trace"}.')
+    ] = False,
     url: Annotated[
         Optional[str], typer.Option("--url", help="Use a running `splice serve-model` server.")
     ] = None,
     model: ModelOpt = None,
-    max_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 128,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per generation segment.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     max_model_len: MaxLenOpt = 4096,
     dtype: DtypeOpt = None,
@@ -150,10 +191,20 @@ def ask(
     tensor_parallel_size: TPOpt = 1,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Answer a question with the model (closed-book until the tool loop lands)."""
+    """Answer a question, searching when the model asks to; print the answer and sources."""
+    import json
+
+    from agent.loop import Budgets
+    from agent.sdk import Agent
+    from agent.tools import InMemoryRetriever
+    from agent.trace import ToolCallEvent, ToolResultEvent
     from serving.engine import SamplingParams
+    from serving.errors import ConfigError
 
     _quiet_vllm(verbose)
+    kb = _load_passages(passages) if passages else None
+    if search_first and (no_tools or kb is None):
+        raise ConfigError("--search-first needs something to search: pass --passages FILE")
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
@@ -162,19 +213,32 @@ def ask(
         with err.status("starting the engine (about a minute on CPU)…"):
             engine = await open_engine(url, config)
         try:
-            tok = engine.tokenizer
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": question}], add_generation_prompt=True,
-                tokenize=False,
+            agent = Agent(
+                engine, [InMemoryRetriever(kb)] if kb else [], protocol=protocol,
+                sampling=SamplingParams(temperature=temperature),
+                budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
             )  # fmt: skip
-            ids = tok.encode(text, add_special_tokens=False)
-            params = SamplingParams(
-                max_tokens=max_tokens, temperature=temperature,
-                stop_token_ids=(tok.eos_token_id,) if tok.eos_token_id is not None else (),
-            )  # fmt: skip
-            async for chunk in engine.generate(ids, params):
-                out.print(chunk.text, end="", markup=False, highlight=False)
-            out.print()
+            prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
+            answer = None
+            async for ev in agent.stream(question, prefill=prefill):
+                if isinstance(ev, ToolCallEvent) and not as_json:
+                    err.print(f"[cyan]search[/cyan] {escape(json.dumps(ev.arguments))}")
+                elif isinstance(ev, ToolResultEvent) and not as_json:
+                    ids = ", ".join(c.id for c in ev.step.sources) or "no sources"
+                    err.print(f"[cyan]results[/cyan] {escape(ids)} ({ev.step.seconds:.2f}s)")
+                answer = getattr(ev, "answer", answer)
+            assert answer is not None
+            if as_json:
+                out.print_json(json.dumps({
+                    "answer": answer.text, "abstained": answer.abstained,
+                    "citations": [c.model_dump() for c in answer.citations],
+                    "trace": [s.model_dump() for s in answer.trace],
+                }))  # fmt: skip
+            else:
+                out.print(answer.text, markup=False, highlight=False)
+                for c in answer.citations:
+                    out.print(f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",
+                              highlight=False)  # fmt: skip
         finally:
             await engine.aclose()
 

@@ -16,12 +16,13 @@ that looks prepared.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
+from unittest import mock
 
 from pydantic import BaseModel, ValidationError
 
@@ -173,17 +174,13 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
     spellings = {t: tokenizer.encode(t, add_special_tokens=False) for t in SPECIAL_TOKENS}
 
     step("dequantizing GGUF weights")
-    # transformers draws its own raw tqdm bar here, over ours; tqdm honours this.
-    saved, os.environ["TQDM_DISABLE"] = os.environ.get("TQDM_DISABLE"), "1"
-    try:
+    # transformers draws its own raw tqdm bar here, over ours.
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    with mock.patch.object(gguf_utils, "tqdm", partial(gguf_utils.tqdm, disable=True)):
         quantized = AutoModelForCausalLM.from_pretrained(
             src_dir, gguf_file=src_name, dtype=torch.float32
         )
-    finally:
-        if saved is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = saved
     config = AutoConfig.from_pretrained(src_dir, gguf_file=src_name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

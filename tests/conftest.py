@@ -75,3 +75,10 @@ def chat_ids(tokenizer, question: str) -> list[int]:
         [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
     )
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)

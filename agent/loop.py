@@ -1,0 +1,244 @@
+"""The generation loop: token ids in, events out.
+
+One trajectory is one async generator. It asks the engine to continue the history,
+stops on the protocol's closing ids, runs the tool, appends the result as ids and
+resumes. The history is never decoded and re-encoded, so vLLM's prefix cache serves
+everything but the appended ids. A mask records which ids were sampled (True) and
+which were inserted (False): training masks its loss with it.
+
+Every run ends with an answer: when a budget runs out the model is told so and made
+to answer; if it still produces nothing, the answer is "I don't know".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from serving.engine import Engine, SamplingParams
+
+from .protocols.base import ABSTENTION, Protocol, is_abstention
+from .tools import Passage, Tool, ToolError
+from .trace import (
+    Answer,
+    AnswerEvent,
+    AnswerStep,
+    Citation,
+    Event,
+    GenerationStep,
+    TokenEvent,
+    ToolCallEvent,
+    ToolCallStep,
+    ToolResultEvent,
+    ToolResultStep,
+)
+
+__all__ = ["Budgets", "run_trajectory"]
+
+ANSWER_ROOM = 48  # ids kept free so a forced answer always fits
+
+
+class Budgets(BaseModel):
+    max_turns: int = Field(4, ge=1, description="Generation segments before a forced answer.")
+    max_searches: int = Field(3, ge=0)
+    max_new_tokens: int = Field(768, ge=16, description="Sampled plus inserted ids, all turns.")
+    max_segment_tokens: int = Field(256, ge=8, description="Ids per generation segment.")
+    passages: int = Field(3, ge=1, description="Passages spliced per search.")
+    passage_tokens: int = Field(96, ge=8, description="Each passage is cut to this many ids.")
+    tool_timeout_s: float = Field(15.0, gt=0)
+
+
+def _normalize(query: str) -> str:
+    return " ".join(query.lower().split())
+
+
+def _blocks(result: Any, limit: int) -> tuple[list[str], list[Citation]]:
+    if isinstance(result, list) and all(isinstance(p, Passage) for p in result):
+        kept = result[:limit]
+        cites = [Citation(id=p.id, title=p.title, source=p.source, score=p.score) for p in kept]
+        return ([p.render() for p in kept] or ["No results found."]), cites
+    if isinstance(result, str):
+        return [result or "(empty result)"], []
+    return [json.dumps(result, default=str)], []
+
+
+class _Run:
+    def __init__(self, engine: Engine, protocol: Protocol, tools: Mapping[str, Tool],
+                 sampling: SamplingParams, budgets: Budgets) -> None:  # fmt: skip
+        self.engine, self.protocol, self.tools = engine, protocol, tools
+        self.sampling, self.budgets = sampling, budgets
+        self.ids: list[int] = []
+        self.new: list[int] = []
+        self.mask: list[bool] = []
+        self.logprobs: list[float] = []
+        self.trace: list[Any] = []
+        self.citations: list[Citation] = []
+        self.seen: set[str] = set()
+        self.searches = 0
+
+    def insert(self, ids: Sequence[int]) -> None:
+        self.ids += ids
+        self.new += ids
+        self.mask += [False] * len(ids)
+
+    def room(self) -> int:
+        by_window = self.engine.max_model_len - len(self.ids)
+        by_budget = self.budgets.max_new_tokens - len(self.new)
+        return min(by_window, by_budget)
+
+    async def generate(self, max_tokens: int, *, stop: tuple[int, ...], banned: tuple[int, ...],
+                       parser: Any) -> AsyncIterator[Event]:  # fmt: skip
+        params = self.sampling.model_copy(update={
+            "max_tokens": max_tokens, "stop_token_ids": stop, "banned_token_ids": banned,
+        })  # fmt: skip
+        t0 = time.perf_counter()
+        seg: list[int] = []
+        last = None
+        async for chunk in self.engine.generate(self.ids, params):
+            visible = [v for t in chunk.token_ids for v in parser.feed(t)]
+            seg += chunk.token_ids
+            if chunk.logprobs:
+                self.logprobs += chunk.logprobs
+            if visible:
+                yield TokenEvent(text=self.protocol.tokenizer.decode(visible))
+            last = chunk
+        self.ids += seg
+        self.new += seg
+        self.mask += [True] * len(seg)
+        self.trace.append(GenerationStep(
+            prompt_tokens=last.prompt_tokens if last else len(self.ids) - len(seg),
+            cached_prompt_tokens=last.cached_prompt_tokens if last else None,
+            generated_tokens=len(seg),
+            text=self.protocol.tokenizer.decode(seg),
+            finish_reason=last.finish_reason if last else None,
+            seconds=time.perf_counter() - t0,
+        ))  # fmt: skip
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResultStep:
+        t0 = time.perf_counter()
+        query = str(arguments.get("query", json.dumps(arguments, sort_keys=True)))
+        blocks: list[str]
+        cites: list[Citation] = []
+        ok = False
+        if name not in self.tools:
+            blocks = [f"There is no tool named {name!r}. Answer from what you know."]
+        elif self.searches >= self.budgets.max_searches:
+            blocks = ["The search budget is used up. Answer now from the information above, "
+                      f"or say {ABSTENTION}."]  # fmt: skip
+        elif _normalize(query) in self.seen:
+            blocks = ["You already searched for this. Use the information above, search "
+                      f"something different, or say {ABSTENTION}."]  # fmt: skip
+        else:
+            self.seen.add(_normalize(query))
+            self.searches += 1
+            try:
+                result = await asyncio.wait_for(
+                    self.tools[name](arguments), timeout=self.budgets.tool_timeout_s
+                )
+                blocks, cites = _blocks(result, self.budgets.passages)
+                ok = True
+            except asyncio.TimeoutError:
+                blocks = [f"The {name} tool timed out after {self.budgets.tool_timeout_s:g}s."]
+            except ToolError as exc:
+                blocks = [f"The {name} tool failed: {exc}"]
+            except Exception as exc:  # a tool is user code: its failure is an observation
+                blocks = [f"The {name} tool failed: {type(exc).__name__}: {exc}"]
+        ids = self._fit_result(blocks)
+        self.insert(ids)
+        self.citations += [c for c in cites if c.id not in {x.id for x in self.citations}]
+        return ToolResultStep(
+            name=name, ok=ok, observation="\n".join(blocks), sources=cites,
+            inserted_tokens=len(ids), seconds=time.perf_counter() - t0,
+        )  # fmt: skip
+
+    def _fit_result(self, blocks: list[str]) -> list[int]:
+        """Cut passages by tokens so the block, and room to answer, fit the window."""
+        per_block = self.budgets.passage_tokens
+        while True:
+            ids = self.protocol.result_ids(blocks, per_block)
+            if len(ids) + ANSWER_ROOM <= self.room() or per_block <= 8:
+                break
+            per_block //= 2
+        if len(ids) + ANSWER_ROOM > self.room():
+            ids = self.protocol.result_ids(["The results did not fit in the context window."], 16)
+        return ids
+
+
+async def run_trajectory(
+    engine: Engine,
+    protocol: Protocol,
+    prompt_ids: Sequence[int],
+    *,
+    tools: Mapping[str, Tool] | None = None,
+    sampling: SamplingParams | None = None,
+    budgets: Budgets | None = None,
+    prefill: Sequence[int] = (),
+) -> AsyncIterator[Event]:
+    """Run one trajectory; the last event is an :class:`AnswerEvent`.
+
+    ``prefill`` ids are appended to the prompt as inserted ids (for example the
+    ``<search>`` id, to make an untuned model search).
+    """
+    run = _Run(engine, protocol, tools or {}, sampling or SamplingParams(), budgets or Budgets())
+    t_start = time.perf_counter()
+    run.ids = list(prompt_ids)
+    run.insert(prefill)
+    banned = protocol.banned_token_ids
+    answer: str | None = None
+    forced = False
+
+    for _turn in range(run.budgets.max_turns):
+        room = run.room() - ANSWER_ROOM
+        if room < 8:
+            break
+        parser = protocol.parser()
+        if _turn == 0:
+            for t in prefill:  # prefilled ids open the first segment, as if sampled
+                parser.feed(t)
+        async for ev in run.generate(min(room, run.budgets.max_segment_tokens),
+                                     stop=protocol.stop_token_ids, banned=banned, parser=parser):  # fmt: skip
+            yield ev
+        action = parser.action()
+        if action.kind == "call" and action.call is not None:
+            call = action.call
+            run.trace.append(ToolCallStep(name=call.name, arguments=call.arguments))
+            yield ToolCallEvent(name=call.name, arguments=call.arguments)
+            step = await run.call_tool(call.name, call.arguments)
+            run.trace.append(step)
+            yield ToolResultEvent(step=step)
+            continue
+        if action.kind == "answer":
+            answer = action.answer
+        break
+
+    if answer is None:
+        # Out of turns, tokens or window: say so, then make the model answer.
+        forced = True
+        note = protocol.result_ids(
+            [f"No more searches. Answer now, or say {ABSTENTION}."], 32
+        ) if run.room() > ANSWER_ROOM + 40 else []  # fmt: skip
+        run.insert(note + protocol.answer_prefix_ids())
+        parser = protocol.parser()
+        for t in protocol.answer_prefix_ids():
+            parser.feed(t)
+        room = max(1, min(run.room(), ANSWER_ROOM))
+        async for ev in run.generate(room, stop=protocol.stop_token_ids,
+                                     banned=protocol.answer_banned_ids,
+                                     parser=parser):  # fmt: skip
+            yield ev
+        answer = parser.action().answer
+
+    text = (answer or "").strip() or ABSTENTION
+    abstained = is_abstention(text)
+    run.trace.append(AnswerStep(text=text, abstained=abstained, forced=forced))
+    mean_lp = sum(run.logprobs) / len(run.logprobs) if run.logprobs else None
+    yield AnswerEvent(answer=Answer(
+        text=text, abstained=abstained, citations=[] if abstained else run.citations,
+        trace=run.trace, token_ids=run.new, mask=run.mask, mean_logprob=mean_lp,
+        seconds=time.perf_counter() - t_start,
+    ))  # fmt: skip

@@ -1,0 +1,21 @@
+"""Tool-call protocols: how calls, results and answers look in the token stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ABSTENTION, Action, Message, Protocol, StreamParser, ToolCall, is_abstention
+from .splice import SpliceProtocol
+
+__all__ = ["ABSTENTION", "Action", "Message", "Protocol", "StreamParser", "ToolCall",
+           "is_abstention", "SpliceProtocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
+
+PROTOCOLS: dict[str, type[Protocol]] = {"splice": SpliceProtocol}
+
+
+def get_protocol(name: str, tokenizer: Any) -> Protocol:
+    from serving.errors import ConfigError
+
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name](tokenizer)

@@ -1,0 +1,141 @@
+"""What a tool-call protocol is: pure token/text logic, no I/O.
+
+A protocol renders the conversation (with tool instructions) into prompt ids, names
+the ids that pause generation, parses what the model emitted when it paused, renders
+a tool result as ids to splice in, and reads the final answer.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+from typing import Protocol as TypingProtocol
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Message", "ToolCall", "Action", "Protocol", "StreamParser", "ABSTENTION", "is_abstention",
+           "encode_plain"]  # fmt: skip
+
+ABSTENTION = "I don't know"
+_ABSTAIN_RE = re.compile(
+    r"^\s*(i\s+(do\s*n[o']?t|cannot|can't|am\s+not\s+sure)\s+(know|say|answer|tell)"
+    r"|i\s+don['’]t\s+know|unknown|not\s+sure|no\s+answer)",
+    re.IGNORECASE,
+)
+
+
+def is_abstention(answer: str) -> bool:
+    return bool(_ABSTAIN_RE.match(answer)) or not answer.strip()
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ToolCall(BaseModel):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Action(BaseModel):
+    """What the model asked for when generation paused."""
+
+    kind: Literal["call", "answer", "none"]
+    call: ToolCall | None = None
+    answer: str | None = None
+
+
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+    """Encode text that must never become control tokens (retrieved pages, user text).
+
+    ``add_special_tokens=False`` only drops BOS/EOS; without ``split_special_tokens``
+    a page containing ``</information>`` would still encode to the control id.
+    """
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+class StreamParser(TypingProtocol):
+    def feed(self, token_id: int) -> list[int]:
+        """Consume one id; return the ids that are user-visible text."""
+
+    def action(self) -> Action:
+        """What the ids fed so far ask for."""
+
+
+class Protocol(abc.ABC):
+    name: str
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def prompt_ids(self, messages: Sequence[Message], tools_text: str | None) -> list[int]:
+        """Render the chat with the model's template, ready for the assistant turn.
+
+        Message contents are encoded with special tokens disabled, so a user (or a
+        page quoted back) cannot inject control tokens; only the template's own
+        markup becomes special ids.
+        """
+        msgs = list(messages)
+        if tools_text:
+            if msgs and msgs[0].role == "system":
+                msgs[0] = Message(role="system", content=msgs[0].content + "\n\n" + tools_text)
+            else:
+                msgs.insert(0, Message(role="system", content=tools_text))
+        marks = [f"\x00SPLICE{i}\x00" for i in range(len(msgs))]
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": mark} for m, mark in zip(msgs, marks)],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        ids: list[int] = []
+        for m, mark in zip(msgs, marks):
+            head, rendered = rendered.split(mark, 1)
+            ids += self.tokenizer.encode(head, add_special_tokens=False) + encode_plain(
+                self.tokenizer, m.content
+            )
+        return ids + self.tokenizer.encode(rendered, add_special_tokens=False)
+
+    @property
+    @abc.abstractmethod
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """Ids that pause generation (closing tags, end of turn)."""
+
+    @property
+    @abc.abstractmethod
+    def banned_token_ids(self) -> tuple[int, ...]:
+        """Ids the model may never emit (the result block's tags)."""
+
+    @abc.abstractmethod
+    def tools_text(self, tool_specs: Sequence[dict[str, Any]]) -> str:
+        """Instructions for the system prompt describing the tools."""
+
+    @abc.abstractmethod
+    def parser(self) -> StreamParser:
+        """A fresh incremental parser for one generation segment."""
+
+    def parse(self, generated: Sequence[int]) -> Action:
+        """Parse a whole segment at once (the same state machine as streaming)."""
+        parser = self.parser()
+        for t in generated:
+            parser.feed(t)
+        return parser.action()
+
+    @property
+    def answer_banned_ids(self) -> tuple[int, ...]:
+        """Banned while a forced answer is generated: no new tool calls."""
+        return self.banned_token_ids
+
+    @abc.abstractmethod
+    def result_ids(self, blocks: Sequence[str], max_tokens_per_block: int) -> list[int]:
+        """A tool result as ids to splice in, each block cut by tokens."""
+
+    def prompt_prefill_ids(self, kind: Literal["search", "answer"]) -> list[int]:
+        """Ids that open a tool call or an answer, to prefill the assistant turn."""
+        raise NotImplementedError(f"{self.name} has no {kind} prefill")
+
+    @abc.abstractmethod
+    def answer_prefix_ids(self) -> list[int]:
+        """Ids that force the model into its final answer (budget exhausted)."""

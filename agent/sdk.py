@@ -1,0 +1,173 @@
+"""The SDK: ``Agent`` wraps an engine, a protocol and tools.
+
+Every trajectory is its own async task over the shared engine, so ``ask_many`` keeps
+vLLM's continuous batching full while some questions wait on tools: there is no
+step-synchronous barrier. The sync methods run on one private event loop per agent,
+because vLLM's async engine binds to the loop it first ran on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from serving.engine import Engine, SamplingParams
+
+from .loop import Budgets, run_trajectory
+from .protocols import Message, Protocol, get_protocol
+from .tools import Retriever, Tool, search_tool
+from .trace import Answer, AnswerEvent, Event
+
+__all__ = ["Agent", "ChatSession", "DEFAULT_SYSTEM_PROMPT"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Splice, a careful assistant that answers from what it knows or reads. "
+    "You never guess: when you are not sure, you say \"I don't know\"."
+)
+
+ToolLike = Tool | Retriever | Callable[..., Any]
+
+
+def _as_tool(t: ToolLike) -> Tool:
+    if isinstance(t, Tool):
+        return t
+    if isinstance(t, Retriever):
+        return search_tool(t)
+    return Tool.from_function(t)
+
+
+class Agent:
+    def __init__(
+        self,
+        engine: Engine,
+        tools: Iterable[ToolLike] = (),
+        *,
+        protocol: str | Protocol = "splice",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        sampling: SamplingParams | None = None,
+        budgets: Budgets | None = None,
+        use_tools: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.tools = {t.name: t for t in map(_as_tool, tools)}
+        self.protocol = (
+            get_protocol(protocol, engine.tokenizer) if isinstance(protocol, str) else protocol
+        )
+        self.system_prompt = system_prompt
+        self.sampling = sampling or SamplingParams()
+        self.budgets = budgets or Budgets()
+        self.use_tools = use_tools
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def default(cls, *, retriever: Retriever | None = None, **kwargs: Any) -> Agent:
+        """The prepared default model in-process, searching ``retriever`` if given."""
+        from serving.vllm_engine import VLLMEngine
+
+        tools = [retriever] if retriever is not None else []
+        return cls(VLLMEngine.start(), tools, **kwargs)
+
+    # -- prompts -------------------------------------------------------------
+
+    def prompt_ids(self, history: Sequence[Message], use_tools: bool) -> list[int]:
+        messages = [Message(role="system", content=self.system_prompt), *history]
+        specs = [t.spec() for t in self.tools.values()]
+        tools_text = self.protocol.tools_text(specs) if use_tools and self.tools else None
+        return self.protocol.prompt_ids(messages, tools_text)
+
+    # -- async API -----------------------------------------------------------
+
+    async def stream(
+        self,
+        question: str | Sequence[Message],
+        *,
+        use_tools: bool | None = None,
+        prefill: Sequence[int] = (),
+    ) -> AsyncIterator[Event]:
+        """Events as they happen; the last one is an ``AnswerEvent``."""
+        history = [Message(role="user", content=question)] if isinstance(question, str) \
+            else list(question)  # fmt: skip
+        tools_on = self.use_tools if use_tools is None else use_tools
+        async for ev in run_trajectory(
+            self.engine,
+            self.protocol,
+            self.prompt_ids(history, tools_on),
+            tools=self.tools if tools_on else {},
+            sampling=self.sampling,
+            budgets=self.budgets,
+            prefill=prefill,
+        ):
+            yield ev
+
+    async def aask(self, question: str | Sequence[Message], **kwargs: Any) -> Answer:
+        answer: Answer | None = None
+        async for ev in self.stream(question, **kwargs):
+            if isinstance(ev, AnswerEvent):
+                answer = ev.answer
+        assert answer is not None  # run_trajectory always ends with an answer
+        return answer
+
+    async def aask_many(
+        self, questions: Sequence[str], *, concurrency: int = 32, **kwargs: Any
+    ) -> list[Answer]:
+        """Each question is its own task; at most ``concurrency`` in flight."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(q: str) -> Answer:
+            async with gate:
+                return await self.aask(q, **kwargs)
+
+        return list(await asyncio.gather(*(one(q) for q in questions)))
+
+    # -- sync API ------------------------------------------------------------
+
+    def _run(self, coro: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coro)
+
+    def ask(self, question: str | Sequence[Message], **kwargs: Any) -> Answer:
+        return self._run(self.aask(question, **kwargs))
+
+    def ask_many(self, questions: Sequence[str], **kwargs: Any) -> list[Answer]:
+        return self._run(self.aask_many(questions, **kwargs))
+
+    def chat(self) -> ChatSession:
+        return ChatSession(self)
+
+    def close(self) -> None:
+        self._run(self.engine.aclose())
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+
+class ChatSession:
+    """A multi-turn conversation: each answer joins the history."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.history: list[Message] = []
+        self.use_tools = agent.use_tools
+
+    async def astream(self, text: str) -> AsyncIterator[Event]:
+        self.history.append(Message(role="user", content=text))
+        async for ev in self.agent.stream(self.history, use_tools=self.use_tools):
+            if isinstance(ev, AnswerEvent):
+                self.history.append(Message(role="assistant", content=ev.answer.text))
+            yield ev
+
+    async def aask(self, text: str) -> Answer:
+        answer = None
+        async for ev in self.astream(text):
+            if isinstance(ev, AnswerEvent):
+                answer = ev.answer
+        assert answer is not None
+        return answer
+
+    def ask(self, text: str) -> Answer:
+        return self.agent._run(self.aask(text))
+
+    def reset(self) -> None:
+        self.history.clear()

@@ -1,0 +1,102 @@
+"""A run as a list of typed step records, and the events a stream yields.
+
+Steps are what happened (kept in :attr:`Answer.trace`, JSON-serializable); events
+are what a UI sees while it happens. Both are pydantic models with a ``type`` tag.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["GenerationStep", "ToolCallStep", "ToolResultStep", "AnswerStep", "Step",
+           "TokenEvent", "ToolCallEvent", "ToolResultEvent", "AnswerEvent", "Event",
+           "Citation", "Answer"]  # fmt: skip
+
+
+class GenerationStep(BaseModel):
+    type: Literal["generation"] = "generation"
+    prompt_tokens: int
+    cached_prompt_tokens: int | None
+    generated_tokens: int
+    text: str
+    finish_reason: str | None
+    seconds: float
+
+
+class ToolCallStep(BaseModel):
+    type: Literal["tool_call"] = "tool_call"
+    name: str
+    arguments: dict[str, Any]
+
+
+class Citation(BaseModel):
+    id: str
+    title: str = ""
+    source: str = ""
+    score: float = 0.0
+
+
+class ToolResultStep(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    name: str
+    ok: bool
+    observation: str
+    sources: list[Citation] = Field(default_factory=list)
+    inserted_tokens: int
+    seconds: float
+
+
+class AnswerStep(BaseModel):
+    type: Literal["answer"] = "answer"
+    text: str
+    abstained: bool
+    forced: bool = False
+    """True when a budget ran out and the model was made to answer."""
+
+
+Step = Annotated[GenerationStep | ToolCallStep | ToolResultStep | AnswerStep,
+                 Field(discriminator="type")]  # fmt: skip
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class ToolCallEvent(BaseModel):
+    type: Literal["tool_call"] = "tool_call"
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolResultEvent(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    step: ToolResultStep
+
+
+class AnswerEvent(BaseModel):
+    type: Literal["answer"] = "answer"
+    answer: Answer
+
+
+class Answer(BaseModel):
+    text: str
+    abstained: bool
+    citations: list[Citation] = Field(default_factory=list)
+    trace: list[Step] = Field(default_factory=list)
+    token_ids: list[int] = Field(default_factory=list, exclude=True)
+    mask: list[bool] = Field(default_factory=list, exclude=True)
+    """Per token of ``token_ids``: True where sampled, False where inserted."""
+    mean_logprob: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def searches(self) -> int:
+        return sum(1 for s in self.trace if isinstance(s, ToolCallStep))
+
+
+Event = Annotated[TokenEvent | ToolCallEvent | ToolResultEvent | AnswerEvent,
+                  Field(discriminator="type")]  # fmt: skip
+AnswerEvent.model_rebuild()

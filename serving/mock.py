@@ -1,0 +1,64 @@
+"""A scripted engine for unit tests of the agent loop (like httpx's MockTransport).
+
+A handler maps (prompt ids, params) to the ids the "model" would like to emit. The
+engine then behaves like vLLM does with those params: banned ids can never come out
+(they are dropped, and counted in ``blocked``), generation stops after the first stop
+id (kept as the last id), and ``max_tokens`` is honoured. It never replaces the
+integration tests against real vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from .engine import Engine, GenerationChunk, SamplingParams
+
+__all__ = ["ScriptedEngine", "Handler"]
+
+Handler = Callable[[list[int], SamplingParams], Sequence[int] | Awaitable[Sequence[int]]]
+
+
+class ScriptedEngine(Engine):
+    def __init__(self, handler: Handler, tokenizer: Any, *, max_model_len: int = 2048,
+                 delay_s: float = 0.0) -> None:  # fmt: skip
+        self.handler = handler
+        self._tok = tokenizer
+        self.max_model_len = max_model_len
+        self.model = "scripted"
+        self.delay_s = delay_s
+        self.requests: list[tuple[list[int], SamplingParams]] = []
+        self.blocked = 0
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tok
+
+    async def _stream(
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None
+    ) -> AsyncIterator[GenerationChunk]:
+        self.requests.append((list(prompt_token_ids), params))
+        wanted = self.handler(list(prompt_token_ids), params)
+        if inspect.isawaitable(wanted):
+            wanted = await wanted
+        finish, stop_id, n = "length", None, 0
+        for t in wanted:
+            if n >= params.max_tokens:
+                break
+            if t in params.banned_token_ids:
+                self.blocked += 1
+                continue
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            n += 1
+            yield GenerationChunk(token_ids=[t], text=self._tok.decode([t]))
+            if t in params.stop_token_ids:
+                finish, stop_id = "stop", t
+                break
+        else:
+            if n < params.max_tokens:
+                finish = "stop"  # the script ran out: treat as end of sequence
+        yield GenerationChunk(finished=True, finish_reason=finish, stop_token_id=stop_id,
+                              prompt_tokens=len(prompt_token_ids), cached_prompt_tokens=0)  # fmt: skip

@@ -1,0 +1,61 @@
+"""The whole cycle with real tokens: vLLM pauses on </search>, the loop retrieves,
+splices, and resumes from the prefix cache.
+
+The untuned model rarely emits <search> on its own, so the assistant turn is
+prefilled with the <search> id; everything after that is the real model.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.loop import Budgets
+from agent.sdk import Agent
+from agent.tools import InMemoryRetriever, Passage
+from agent.trace import AnswerEvent, GenerationStep, TokenEvent, ToolCallStep, ToolResultStep
+
+pytestmark = pytest.mark.vllm
+
+KB = [
+    Passage(id="fr", title="France", text="Paris is the capital and largest city of France.",
+            source="kb://france"),
+    Passage(id="de", title="Germany", text="Berlin is the capital of Germany.",
+            source="kb://germany"),
+]  # fmt: skip
+
+
+async def test_search_cycle_with_real_tokens(vllm_engine) -> None:
+    agent = Agent(vllm_engine, [InMemoryRetriever(KB)],
+                  budgets=Budgets(max_turns=2, max_segment_tokens=24))  # fmt: skip
+    search_id = agent.protocol.ids["<search>"]
+    events = [ev async for ev in agent.stream("What is the capital of France?",
+                                               prefill=[search_id])]  # fmt: skip
+    answer = events[-1].answer
+    assert isinstance(events[-1], AnswerEvent)
+
+    call = next(s for s in answer.trace if isinstance(s, ToolCallStep))
+    result = next(s for s in answer.trace if isinstance(s, ToolResultStep))
+    gens = [s for s in answer.trace if isinstance(s, GenerationStep)]
+    assert call.arguments["query"].strip()
+    assert result.inserted_tokens > 2
+    assert len(gens) >= 2 and answer.text
+    # The resume reuses the cached history: only the tail (new ids plus at most one
+    # partial 32-token block) is prefilled again.
+    resume = gens[1]
+    assert resume.cached_prompt_tokens is not None and resume.cached_prompt_tokens > 0
+    fresh = resume.prompt_tokens - resume.cached_prompt_tokens
+    assert fresh <= result.inserted_tokens + gens[0].generated_tokens + 32
+    # Ids: sampled and inserted are told apart, and the block is well formed.
+    ids = agent.protocol.ids
+    assert answer.token_ids[0] == search_id and answer.mask[0] is False
+    open_at = answer.token_ids.index(ids["<information>"])
+    close_at = answer.token_ids.index(ids["</information>"])
+    assert open_at < close_at and not any(answer.mask[open_at : close_at + 1])
+    assert any(isinstance(ev, TokenEvent) for ev in events) or answer.trace[-1].forced
+
+
+async def test_closed_book_answers_without_tools(vllm_engine) -> None:
+    agent = Agent(vllm_engine, [InMemoryRetriever(KB)], use_tools=False,
+                  budgets=Budgets(max_segment_tokens=32))  # fmt: skip
+    answer = await agent.aask("Say hello.")
+    assert answer.text and not any(isinstance(s, ToolCallStep) for s in answer.trace)
