@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -245,6 +245,14 @@ def ask(
     asyncio.run(run())
 
 
+def _print_report(report: Any, out_path: Path | None) -> None:
+    out.print(report.table())
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(report.model_dump_json(indent=2))
+        err.print(f"wrote {out_path}")
+
+
 @bench_app.command("engines")
 def bench_engines(
     prompts: Annotated[int, typer.Option(help="Parallel prompts per run.")] = 16,
@@ -260,11 +268,28 @@ def bench_engines(
 
     _quiet_vllm(verbose)
     report = run_engine_bench(prompts=prompts, max_tokens=max_tokens, model=model, log=err.print)
-    out.print(report.table())
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(report.model_dump_json(indent=2))
-        err.print(f"wrote {out_path}")
+    _print_report(report, out_path)
+
+
+@bench_app.command("loop")
+def bench_loop(
+    questions: Annotated[int, typer.Option(help="Questions for (a) and (c), one at a time.")] = 8,
+    batch: Annotated[int, typer.Option(help="Questions for (b), all at once.")] = 32,
+    rounds: Annotated[int, typer.Option(help="Searches per question in (b).")] = 4,
+    model: ModelOpt = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Orchestrator overhead, async vs step-synchronous, and resume prefill, side by side."""
+    from agent.bench_loop import run_loop_bench
+    from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+    _quiet_vllm(verbose)
+    report = run_loop_bench(lambda: VLLMEngine.start(VLLMConfig(model=model)),
+                            questions=questions, batch=batch, rounds=rounds, log=err.print)  # fmt: skip
+    _print_report(report, out_path)
 
 
 def main() -> None:

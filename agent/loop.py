@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from serving.engine import Engine, SamplingParams
 
-from .protocols.base import ABSTENTION, Protocol, is_abstention
+from .protocols.base import ABSTENTION, Protocol, ToolCall, is_abstention
 from .tools import Passage, Tool, ToolError
 from .trace import (
     Answer,
@@ -95,17 +95,18 @@ class _Run:
                        parser: Any) -> AsyncIterator[Event]:  # fmt: skip
         params = self.sampling.model_copy(update={
             "max_tokens": max_tokens, "stop_token_ids": stop, "banned_token_ids": banned,
+            "stop": self.protocol.stop_strings,
         })  # fmt: skip
         t0 = time.perf_counter()
         seg: list[int] = []
         last = None
         async for chunk in self.engine.generate(self.ids, params):
-            visible = [v for t in chunk.token_ids for v in parser.feed(t)]
+            visible = "".join(parser.feed(t) for t in chunk.token_ids)
             seg += chunk.token_ids
             if chunk.logprobs:
                 self.logprobs += chunk.logprobs
             if visible:
-                yield TokenEvent(text=self.protocol.tokenizer.decode(visible))
+                yield TokenEvent(text=visible)
             last = chunk
         self.ids += seg
         self.new += seg
@@ -119,13 +120,16 @@ class _Run:
             seconds=time.perf_counter() - t0,
         ))  # fmt: skip
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResultStep:
+    async def call_tool(self, call: ToolCall) -> ToolResultStep:
         t0 = time.perf_counter()
+        name, arguments = call.name, call.arguments
         query = str(arguments.get("query", json.dumps(arguments, sort_keys=True)))
         blocks: list[str]
         cites: list[Citation] = []
         ok = False
-        if name not in self.tools:
+        if call.error:
+            blocks = [f"The tool call could not be parsed ({call.error}). Try again or answer."]
+        elif name not in self.tools:
             blocks = [f"There is no tool named {name!r}. Answer from what you know."]
         elif self.searches >= self.budgets.max_searches:
             blocks = ["The search budget is used up. Answer now from the information above, "
@@ -208,7 +212,7 @@ async def run_trajectory(
             call = action.call
             run.trace.append(ToolCallStep(name=call.name, arguments=call.arguments))
             yield ToolCallEvent(name=call.name, arguments=call.arguments)
-            step = await run.call_tool(call.name, call.arguments)
+            step = await run.call_tool(call)
             run.trace.append(step)
             yield ToolResultEvent(step=step)
             continue

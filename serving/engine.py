@@ -45,6 +45,9 @@ class SamplingParams(BaseModel):
     )
     stop_token_ids: tuple[int, ...] = ()
     banned_token_ids: tuple[int, ...] = ()
+    stop: tuple[str, ...] = Field(
+        (), description="Stop strings, kept in the output (for plain-text tag protocols)."
+    )
 
 
 class GenerationChunk(BaseModel):

@@ -43,6 +43,9 @@ def _request_body(model: str, ids: list[int], p: SamplingParams) -> dict[str, An
         body["seed"] = p.seed
     if p.logprobs is not None:
         body["logprobs"] = p.logprobs
+    if p.stop:
+        body["stop"] = list(p.stop)
+        body["include_stop_str_in_output"] = True
     if p.banned_token_ids:
         body["logit_bias"] = {str(t): -100 for t in p.banned_token_ids}
     return body

@@ -44,6 +44,7 @@ class ScriptedEngine(Engine):
         if inspect.isawaitable(wanted):
             wanted = await wanted
         finish, stop_id, n = "length", None, 0
+        emitted: list[int] = []
         for t in wanted:
             if n >= params.max_tokens:
                 break
@@ -54,8 +55,12 @@ class ScriptedEngine(Engine):
                 await asyncio.sleep(self.delay_s)
             n += 1
             yield GenerationChunk(token_ids=[t], text=self._tok.decode([t]))
+            emitted.append(t)
             if t in params.stop_token_ids:
                 finish, stop_id = "stop", t
+                break
+            if params.stop and any(s in self._tok.decode(emitted) for s in params.stop):
+                finish = "stop"
                 break
         else:
             if n < params.max_tokens:

@@ -158,6 +158,8 @@ class VLLMEngine(Engine):
             logprobs=params.logprobs,
             stop_token_ids=list(params.stop_token_ids),
             logit_bias={t: -100.0 for t in params.banned_token_ids} or None,
+            stop=list(params.stop) or None,
+            include_stop_str_in_output=True,
             skip_special_tokens=False,
             spaces_between_special_tokens=False,
             output_kind=RequestOutputKind.DELTA,
@@ -187,6 +189,10 @@ class VLLMEngine(Engine):
             if not finished:
                 # The consumer walked away (or was cancelled): free the slot.
                 await self._llm.abort(rid)
+
+    async def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes (benchmarks compare cold runs)."""
+        await self._llm.reset_prefix_cache()
 
     async def aclose(self) -> None:
         self.shutdown()

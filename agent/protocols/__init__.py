@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ABSTENTION, Action, Message, Protocol, StreamParser, ToolCall, is_abstention
+from .hermes import HermesProtocol
 from .splice import SpliceProtocol
 
 __all__ = ["ABSTENTION", "Action", "Message", "Protocol", "StreamParser", "ToolCall",
-           "is_abstention", "SpliceProtocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
+           "is_abstention", "SpliceProtocol", "HermesProtocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
 
-PROTOCOLS: dict[str, type[Protocol]] = {"splice": SpliceProtocol}
+PROTOCOLS: dict[str, type[Protocol]] = {"splice": SpliceProtocol, "hermes": HermesProtocol}
 
 
 def get_protocol(name: str, tokenizer: Any) -> Protocol:

@@ -15,7 +15,7 @@ from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Message", "ToolCall", "Action", "Protocol", "StreamParser", "ABSTENTION", "is_abstention",
+__all__ = ["Message", "ToolCall", "Action", "Protocol", "StreamParser", "TextRelease", "ABSTENTION", "is_abstention",
            "encode_plain"]  # fmt: skip
 
 ABSTENTION = "I don't know"
@@ -38,6 +38,8 @@ class Message(BaseModel):
 class ToolCall(BaseModel):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    """Set when the model's call could not be parsed; the model is told why."""
 
 
 class Action(BaseModel):
@@ -58,11 +60,31 @@ def encode_plain(tokenizer: Any, text: str) -> list[int]:
 
 
 class StreamParser(TypingProtocol):
-    def feed(self, token_id: int) -> list[int]:
-        """Consume one id; return the ids that are user-visible text."""
+    def feed(self, token_id: int) -> str:
+        """Consume one id; return the user-visible text it releases (may be empty)."""
 
     def action(self) -> Action:
         """What the ids fed so far ask for."""
+
+
+class TextRelease:
+    """Releases decoded text as it becomes final.
+
+    Decoding ids one at a time breaks multi-byte characters; decoding the whole
+    visible sequence and releasing the new suffix does not. A trailing U+FFFD (half a
+    character) is held back until the next id completes it.
+    """
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    def delta(self, text: str) -> str:
+        if text.endswith("\ufffd"):
+            text = text[:-1]
+        if len(text) <= self.released:
+            return ""
+        out, self.released = text[self.released :], len(text)
+        return out
 
 
 class Protocol(abc.ABC):
@@ -122,6 +144,11 @@ class Protocol(abc.ABC):
         for t in generated:
             parser.feed(t)
         return parser.action()
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Text that pauses generation, for tags that are not single ids."""
+        return ()
 
     @property
     def answer_banned_ids(self) -> tuple[int, ...]:

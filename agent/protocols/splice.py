@@ -17,7 +17,7 @@ from typing import Any
 
 from serving.prepare import SPECIAL_TOKENS
 
-from .base import ABSTENTION, Action, Protocol, ToolCall, encode_plain
+from .base import ABSTENTION, Action, Protocol, TextRelease, ToolCall, encode_plain
 
 __all__ = ["SpliceProtocol", "SpliceStreamParser"]
 
@@ -33,7 +33,7 @@ TOOLS_TEXT = (
 class SpliceStreamParser:
     """Incremental parser: feed ids one at a time; :meth:`action` says what they mean.
 
-    ``visible`` collects the text a user should see (tags and tool queries removed);
+    ``feed`` releases the text a user should see (tags and tool queries removed);
     the same state machine serves the one-shot :meth:`Protocol.parse`.
     """
 
@@ -43,13 +43,22 @@ class SpliceStreamParser:
         self.query: list[int] = []
         self.answer: list[int] = []
         self.text: list[int] = []
+        self.visible: list[int] = []
+        self.release = TextRelease()
         self.closed: str | None = None
 
-    def feed(self, token_id: int) -> list[int]:
-        """Consume one id; return the ids that are user-visible answer text."""
+    def feed(self, token_id: int) -> str:
+        """Consume one id; return the user-visible text it releases."""
+        if self._consume(token_id):
+            self.visible.append(token_id)
+            return self.release.delta(self.p.tokenizer.decode(self.visible))
+        return ""
+
+    def _consume(self, token_id: int) -> bool:
+        """Advance the state machine; True when the id is visible answer text."""
         ids = self.p.ids
         if self.state == "done":
-            return []
+            return False
         if token_id == ids["<search>"]:
             self.state, self.query = "search", []
         elif token_id == ids["</search>"]:
@@ -66,11 +75,11 @@ class SpliceStreamParser:
             self.query.append(token_id)
         elif self.state == "answer":
             self.answer.append(token_id)
-            return [token_id]
+            return True
         else:
             self.text.append(token_id)
-            return [token_id]
-        return []
+            return True
+        return False
 
     def action(self) -> Action:
         dec = self.p.decode
