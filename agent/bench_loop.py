@@ -78,6 +78,7 @@ class LoopBench(BaseModel):
     overhead_ratio: float
     batch: int
     rounds: int
+    latency: Latency
     async_s: float
     step_sync_s: float
     async_speedup: float
@@ -93,7 +94,8 @@ class LoopBench(BaseModel):
         t.add_row(f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
                   f"raw engine {self.raw_engine_s:.2f}s", f"{self.overhead_ratio:.3f}", "≤ 1.05")
         t.add_row(f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
-                  f"({self.batch} questions × {self.rounds} searches)",
+                  f"({self.batch} questions × {self.rounds} searches, tool latency "
+                  f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
                   f"{self.async_speedup:.2f}×", "≥ 2×")
         t.add_row(f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
                   "appended ids", f"{self.resume_prefill_share:.2f}", "≈ 1 (history cached)")
@@ -140,9 +142,18 @@ async def _overhead(engine: Engine, n: int) -> tuple[float, float, float, int, i
     return agent_s, tool_s, raw_s, prefilled, appended
 
 
-def _latency(query: str) -> float:
-    """Seeded heavy-tailed tool latency: log-normal, median 50 ms, capped at 2 s."""
-    return min(2.0, random.Random(query).lognormvariate(math.log(0.05), 1.2))
+class Latency(BaseModel):
+    """Tool latency: log-normal (heavy right tail), seeded per query, capped at the
+    tool timeout. The defaults resemble fetching web pages: median 0.3 s, and about
+    one call in 20 over 1.5 s."""
+
+    median_s: float = 0.3
+    sigma: float = 1.0
+    cap_s: float = 15.0
+
+    def draw(self, query: str) -> float:
+        value = random.Random(query).lognormvariate(math.log(self.median_s), self.sigma)
+        return min(self.cap_s, value)
 
 
 def _scripted(protocol_tok: Any, rounds: int, per_token_s: float) -> ScriptedEngine:
@@ -158,10 +169,10 @@ def _scripted(protocol_tok: Any, rounds: int, per_token_s: float) -> ScriptedEng
     return ScriptedEngine(handler, protocol_tok, delay_s=per_token_s)
 
 
-def _slow_search_tool() -> Tool:
+def _slow_search_tool(latency: Latency) -> Tool:
     async def search(query: str) -> list[Passage]:
         """Search with a latency drawn for this query."""
-        await asyncio.sleep(_latency(query))
+        await asyncio.sleep(latency.draw(query))
         return KB[:1]
 
     return Tool.from_function(search)
@@ -194,19 +205,21 @@ async def step_synchronous(agent: Agent, questions: list[str]) -> list[str]:
     return [s["answer"] or "" for s in states]
 
 
-async def _async_vs_sync(tokenizer: Any, batch: int, rounds: int) -> tuple[float, float]:
-    budgets = Budgets(max_turns=rounds + 1, max_searches=rounds, max_segment_tokens=32)
+async def _async_vs_sync(tokenizer: Any, batch: int, rounds: int,
+                         latency: Latency) -> tuple[float, float]:  # fmt: skip
+    budgets = Budgets(max_turns=rounds + 1, max_searches=rounds, max_segment_tokens=32,
+                      tool_timeout_s=latency.cap_s + 1)  # fmt: skip
     questions = [f"question {i}" for i in range(batch)]
 
     engine = _scripted(tokenizer, rounds, per_token_s=0.002)
-    agent = Agent(engine, [_slow_search_tool()], budgets=budgets)
+    agent = Agent(engine, [_slow_search_tool(latency)], budgets=budgets)
     t0 = time.perf_counter()
     answers = await agent.aask_many(questions, concurrency=batch)
     async_s = time.perf_counter() - t0
     assert all(a.text == "done" for a in answers), "async run did not finish its script"
 
     engine = _scripted(tokenizer, rounds, per_token_s=0.002)
-    agent = Agent(engine, [_slow_search_tool()], budgets=budgets)
+    agent = Agent(engine, [_slow_search_tool(latency)], budgets=budgets)
     t0 = time.perf_counter()
     sync_answers = await step_synchronous(agent, questions)
     sync_s = time.perf_counter() - t0
@@ -220,8 +233,10 @@ def run_loop_bench(
     questions: int = 8,
     batch: int = 32,
     rounds: int = 4,
+    latency: Latency | None = None,
     log: Callable[[str], None] = print,
 ) -> LoopBench:
+    latency = latency or Latency()
     async def main() -> LoopBench:
         log("starting the engine…")
         engine = engine_factory()
@@ -229,12 +244,12 @@ def run_loop_bench(
             log(f"(a)+(c): {questions} questions through the agent, then replayed raw…")
             agent_s, tool_s, raw_s, prefilled, appended = await _overhead(engine, questions)
             log(f"(b): {batch} questions × {rounds} searches, async then step-synchronous…")
-            async_s, sync_s = await _async_vs_sync(engine.tokenizer, batch, rounds)
+            async_s, sync_s = await _async_vs_sync(engine.tokenizer, batch, rounds, latency)
         finally:
             await engine.aclose()
         return LoopBench(
             questions=questions, agent_s=agent_s, tool_s=tool_s, raw_engine_s=raw_s,
-            overhead_ratio=(agent_s - tool_s) / raw_s, batch=batch, rounds=rounds,
+            overhead_ratio=(agent_s - tool_s) / raw_s, batch=batch, rounds=rounds, latency=latency,
             async_s=async_s, step_sync_s=sync_s, async_speedup=sync_s / async_s,
             resume_prefilled=prefilled, resume_appended=appended,
             resume_prefill_share=prefilled / appended if appended else float("nan"),

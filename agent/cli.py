@@ -49,6 +49,15 @@ KVOpt = Annotated[
 ]
 TPOpt = Annotated[int, typer.Option("--tensor-parallel-size", "-tp", help="GPUs per model.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's own logs.")]
+UrlOpt = Annotated[
+    Optional[str], typer.Option("--url", help="Use a running `splice serve-model` server.")
+]
+PassagesOpt = Annotated[
+    Optional[Path], typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory).")
+]
+ProtocolOpt = Annotated[str, typer.Option(help="Tool-call protocol: splice or hermes.")]
+SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
+TempOpt = Annotated[float, typer.Option(help="0 = greedy.")]
 
 
 def _quiet_vllm(verbose: bool) -> None:
@@ -168,23 +177,18 @@ def _load_passages(path: Path) -> list:
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Closed-book: no search.")] = False,
-    passages: Annotated[
-        Optional[Path],
-        typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory)."),
-    ] = None,
-    protocol: Annotated[str, typer.Option(help="Tool-call protocol.")] = "splice",
+    passages: PassagesOpt = None,
+    protocol: ProtocolOpt = "splice",
     search_first: Annotated[
         bool, typer.Option("--search-first", help="Prefill <search>: makes an untuned model search.")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"answer","abstained","citations","trace"}.')
     ] = False,
-    url: Annotated[
-        Optional[str], typer.Option("--url", help="Use a running `splice serve-model` server.")
-    ] = None,
+    url: UrlOpt = None,
     model: ModelOpt = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per generation segment.")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    max_tokens: SegmentOpt = 256,
+    temperature: TempOpt = 0.0,
     max_model_len: MaxLenOpt = 4096,
     dtype: DtypeOpt = None,
     kv_cache_gib: KVOpt = None,
@@ -194,30 +198,18 @@ def ask(
     """Answer a question, searching when the model asks to; print the answer and sources."""
     import json
 
-    from agent.loop import Budgets
-    from agent.sdk import Agent
-    from agent.tools import InMemoryRetriever
     from agent.trace import ToolCallEvent, ToolResultEvent
-    from serving.engine import SamplingParams
     from serving.errors import ConfigError
 
     _quiet_vllm(verbose)
-    kb = _load_passages(passages) if passages else None
-    if search_first and (no_tools or kb is None):
+    if search_first and (no_tools or passages is None):
         raise ConfigError("--search-first needs something to search: pass --passages FILE")
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
-        from serving.factory import open_engine
-
-        with err.status("starting the engine (about a minute on CPU)…"):
-            engine = await open_engine(url, config)
+        agent = await _open_agent(url, config, passages, protocol, no_tools, temperature,
+                                  max_tokens)  # fmt: skip
         try:
-            agent = Agent(
-                engine, [InMemoryRetriever(kb)] if kb else [], protocol=protocol,
-                sampling=SamplingParams(temperature=temperature),
-                budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
-            )  # fmt: skip
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
             answer = None
             async for ev in agent.stream(question, prefill=prefill):
@@ -240,7 +232,63 @@ def ask(
                     out.print(f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",
                               highlight=False)  # fmt: skip
         finally:
-            await engine.aclose()
+            await agent.engine.aclose()
+
+    asyncio.run(run())
+
+
+async def _open_agent(url: str | None, config: Any, passages: Path | None, protocol: str,
+                      no_tools: bool, temperature: float, max_tokens: int) -> Any:  # fmt: skip
+    """Start (or connect to) the engine and wrap it in an Agent."""
+    from agent.loop import Budgets
+    from agent.sdk import Agent
+    from agent.tools import InMemoryRetriever
+    from serving.engine import SamplingParams
+    from serving.factory import open_engine
+
+    kb = _load_passages(passages) if passages else None
+    with err.status("starting the engine (about a minute on CPU)…"):
+        engine = await open_engine(url, config)
+    try:
+        return Agent(
+            engine, [InMemoryRetriever(kb)] if kb else [], protocol=protocol,
+            sampling=SamplingParams(temperature=temperature),
+            budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
+        )  # fmt: skip
+    except BaseException:
+        await engine.aclose()
+        raise
+
+
+@app.command()
+def chat(
+    no_tools: Annotated[bool, typer.Option("--no-tools", help="Start closed-book.")] = False,
+    passages: PassagesOpt = None,
+    protocol: ProtocolOpt = "splice",
+    url: UrlOpt = None,
+    model: ModelOpt = None,
+    max_tokens: SegmentOpt = 256,
+    temperature: TempOpt = 0.0,
+    max_model_len: MaxLenOpt = 4096,
+    dtype: DtypeOpt = None,
+    kv_cache_gib: KVOpt = None,
+    tensor_parallel_size: TPOpt = 1,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Chat in a REPL: streaming answers, live tool calls, /tools /trace /reset /exit."""
+    from agent.repl import run_repl
+    from serving.settings import splice_home
+
+    _quiet_vllm(verbose)
+    config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
+
+    async def run() -> None:
+        agent = await _open_agent(url, config, passages, protocol, no_tools, temperature,
+                                  max_tokens)  # fmt: skip
+        try:
+            await run_repl(agent, out, history_file=splice_home() / "chat_history")
+        finally:
+            await agent.engine.aclose()
 
     asyncio.run(run())
 
@@ -276,6 +324,8 @@ def bench_loop(
     questions: Annotated[int, typer.Option(help="Questions for (a) and (c), one at a time.")] = 8,
     batch: Annotated[int, typer.Option(help="Questions for (b), all at once.")] = 32,
     rounds: Annotated[int, typer.Option(help="Searches per question in (b).")] = 4,
+    latency_median: Annotated[float, typer.Option(help="(b) tool latency median, s.")] = 0.3,
+    latency_sigma: Annotated[float, typer.Option(help="(b) log-normal sigma.")] = 1.0,
     model: ModelOpt = None,
     out_path: Annotated[
         Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
@@ -283,12 +333,14 @@ def bench_loop(
     verbose: VerboseOpt = False,
 ) -> None:
     """Orchestrator overhead, async vs step-synchronous, and resume prefill, side by side."""
-    from agent.bench_loop import run_loop_bench
+    from agent.bench_loop import Latency, run_loop_bench
     from serving.vllm_engine import VLLMConfig, VLLMEngine
 
     _quiet_vllm(verbose)
     report = run_loop_bench(lambda: VLLMEngine.start(VLLMConfig(model=model)),
-                            questions=questions, batch=batch, rounds=rounds, log=err.print)  # fmt: skip
+                            questions=questions, batch=batch, rounds=rounds,
+                            latency=Latency(median_s=latency_median, sigma=latency_sigma),
+                            log=err.print)  # fmt: skip
     _print_report(report, out_path)
 
 
