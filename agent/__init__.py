@@ -1,4 +1,4 @@
-"""Splice's SDK: the tool-call loop over an engine (the orchestrator lands here).
+"""Splice's SDK: the special-token tool loop over an engine.
 
 Errors from every layer share one tree, rooted at :class:`SpliceError`.
 """
@@ -13,7 +13,32 @@ from serving.errors import (
     SpliceError,
 )
 
+from .loop import Budgets
+from .protocols import HermesProtocol, Message, Protocol, SpliceProtocol
+from .sdk import Agent, ChatSession
+from .tools import InMemoryRetriever, Passage, Retriever, Tool, ToolError, tool
+from .trace import Answer, AnswerEvent, Citation, TokenEvent, ToolCallEvent, ToolResultEvent
+
 __all__ = [
+    "Agent",
+    "ChatSession",
+    "Answer",
+    "Citation",
+    "Budgets",
+    "Message",
+    "Protocol",
+    "SpliceProtocol",
+    "HermesProtocol",
+    "Tool",
+    "tool",
+    "ToolError",
+    "Passage",
+    "Retriever",
+    "InMemoryRetriever",
+    "TokenEvent",
+    "ToolCallEvent",
+    "ToolResultEvent",
+    "AnswerEvent",
     "SpliceError",
     "ConfigError",
     "DependencyMissingError",
