@@ -7,7 +7,8 @@ caching is on: a resumed trajectory only prefills the tokens it appended.
 On a CPU-only machine the defaults follow measurements in DESIGN.md: float32 (about
 4.5× faster than bfloat16 here), eager mode (skips minutes of inductor compilation),
 a 32-token KV block (the prefix cache reuses whole blocks only, and tool-loop
-prompts are short) and a 2 GiB KV cache.
+prompts are short), a 2 GiB KV cache, and no core reserved for the engine core's
+polling loop.
 """
 
 from __future__ import annotations
@@ -95,10 +96,16 @@ class VLLMConfig(BaseModel):
         return flags
 
     def apply_env(self, cpu: bool) -> None:
-        """vLLM's CPU backend reads its KV-cache size from the environment."""
+        """vLLM's CPU backend reads its settings from the environment.
+
+        By default it reserves a core for the polling EngineCore process, so on a
+        2-core machine the model computes on one core. Reserving none measured about
+        1.4× the tokens/s here (docs/performance.md); an explicit setting wins.
+        """
         if cpu:
             gib = self.kv_cache_gib or float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(gib) if gib == int(gib) else gib)
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
 def _check_local(model: str) -> None:
