@@ -19,6 +19,8 @@ from rich.markup import escape
 
 from serving.errors import SpliceError
 
+from .cli_index import index_app
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print side-by-side ratios.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(index_app, name="index")
 
 err = Console(stderr=True)
 out = Console()
@@ -54,6 +57,11 @@ UrlOpt = Annotated[
 ]
 PassagesOpt = Annotated[
     Optional[Path], typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory).")
+]
+IndexOpt = Annotated[
+    Optional[Path],
+    typer.Option("--index", help="Index directory to search (`splice index build`); "
+                 "default: the built-in knowledge base."),  # fmt: skip
 ]
 ProtocolOpt = Annotated[str, typer.Option(help="Tool-call protocol: splice or hermes.")]
 SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
@@ -83,11 +91,15 @@ def _vllm_config(model: str | None, max_model_len: int, dtype: str | None,
 @app.command()
 def prepare(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if up to date.")] = False,
+    no_index: Annotated[
+        bool, typer.Option("--no-index", help="Skip the built-in knowledge-base index.")
+    ] = False,
     home: Annotated[
         Optional[Path], typer.Option("--home", help="Cache directory (env SPLICE_HOME).")
     ] = None,
 ) -> None:
-    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens) under SPLICE_HOME."""
+    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens) and the built-in
+    knowledge-base index under SPLICE_HOME."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from serving.prepare import prepare as run_prepare
@@ -111,6 +123,12 @@ def prepare(
     ids = ", ".join(f"{t}={i}" for t, i in result.manifest.special_tokens.items())
     out.print(f"[green]model {state}[/green]: {result.path}")
     out.print(f"tool tokens: {ids}")
+    if not no_index:
+        from retrieval.kb import ensure_kb_index
+
+        with err.status("building the knowledge-base index…") as status:
+            path, built = ensure_kb_index(home, on_stage=lambda s: status.update(s + "…"))
+        out.print(f"[green]knowledge base {'built' if built else 'up to date'}[/green]: {path}")
 
 
 @app.command("serve-model")
@@ -177,6 +195,7 @@ def _load_passages(path: Path) -> list:
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Closed-book: no search.")] = False,
+    index: IndexOpt = None,
     passages: PassagesOpt = None,
     protocol: ProtocolOpt = "splice",
     search_first: Annotated[
@@ -202,12 +221,12 @@ def ask(
     from serving.errors import ConfigError
 
     _quiet_vllm(verbose)
-    if search_first and (no_tools or passages is None):
-        raise ConfigError("--search-first needs something to search: pass --passages FILE")
+    if search_first and no_tools:
+        raise ConfigError("--search-first needs search: drop --no-tools")
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
-        agent = await _open_agent(url, config, passages, protocol, no_tools, temperature,
+        agent = await _open_agent(url, config, index, passages, protocol, no_tools, temperature,
                                   max_tokens)  # fmt: skip
         try:
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
@@ -237,21 +256,38 @@ def ask(
     asyncio.run(run())
 
 
-async def _open_agent(url: str | None, config: Any, passages: Path | None, protocol: str,
-                      no_tools: bool, temperature: float, max_tokens: int) -> Any:  # fmt: skip
+def _open_retriever(index: Path | None, passages: Path | None, no_tools: bool) -> Any:
+    """--passages (in memory), --index DIR, or the built-in knowledge base."""
+    from agent.tools import InMemoryRetriever
+
+    if no_tools:
+        return None
+    if passages is not None:
+        return InMemoryRetriever(_load_passages(passages))
+    from retrieval import IndexRetriever
+    from retrieval.kb import ensure_kb_index
+
+    if index is None:
+        with err.status("checking the built-in knowledge base index…"):
+            index, _ = ensure_kb_index()
+    return IndexRetriever.open(index)
+
+
+async def _open_agent(url: str | None, config: Any, index: Path | None, passages: Path | None,
+                      protocol: str, no_tools: bool, temperature: float,
+                      max_tokens: int) -> Any:  # fmt: skip
     """Start (or connect to) the engine and wrap it in an Agent."""
     from agent.loop import Budgets
     from agent.sdk import Agent
-    from agent.tools import InMemoryRetriever
     from serving.engine import SamplingParams
     from serving.factory import open_engine
 
-    kb = _load_passages(passages) if passages else None
+    retriever = _open_retriever(index, passages, no_tools)
     with err.status("starting the engine (about a minute on CPU)…"):
         engine = await open_engine(url, config)
     try:
         return Agent(
-            engine, [InMemoryRetriever(kb)] if kb else [], protocol=protocol,
+            engine, [retriever] if retriever else [], protocol=protocol,
             sampling=SamplingParams(temperature=temperature),
             budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
         )  # fmt: skip
@@ -263,6 +299,7 @@ async def _open_agent(url: str | None, config: Any, passages: Path | None, proto
 @app.command()
 def chat(
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Start closed-book.")] = False,
+    index: IndexOpt = None,
     passages: PassagesOpt = None,
     protocol: ProtocolOpt = "splice",
     url: UrlOpt = None,
@@ -283,7 +320,7 @@ def chat(
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
-        agent = await _open_agent(url, config, passages, protocol, no_tools, temperature,
+        agent = await _open_agent(url, config, index, passages, protocol, no_tools, temperature,
                                   max_tokens)  # fmt: skip
         try:
             await run_repl(agent, out, history_file=splice_home() / "chat_history")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from serving.engine import Engine, SamplingParams
@@ -61,12 +62,17 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def default(cls, *, retriever: Retriever | None = None, **kwargs: Any) -> Agent:
-        """The prepared default model in-process, searching ``retriever`` if given."""
+    def default(cls, *, retriever: Retriever | None = None, index: str | Path | None = None,
+                **kwargs: Any) -> Agent:  # fmt: skip
+        """The prepared default model in-process, searching ``retriever``, the index
+        directory ``index``, or else the built-in knowledge base (built on first use)."""
+        from retrieval import IndexRetriever
+        from retrieval.kb import ensure_kb_index
         from serving.vllm_engine import VLLMEngine
 
-        tools = [retriever] if retriever is not None else []
-        return cls(VLLMEngine.start(), tools, **kwargs)
+        if retriever is None:
+            retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
+        return cls(VLLMEngine.start(), [retriever], **kwargs)
 
     # -- prompts -------------------------------------------------------------
 

@@ -17,6 +17,11 @@ __all__ = [
     "EngineError",
     "ServerUnreachableError",
     "PromptTooLongError",
+    "RetrievalError",
+    "IndexNotFoundError",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "CorpusError",
 ]
 
 
@@ -73,3 +78,38 @@ class PromptTooLongError(EngineError):
             f"{max_model_len}-token context window leaves for an answer: shorten "
             "the question or raise --max-model-len"
         )
+
+
+class RetrievalError(SpliceError):
+    """Building, loading or searching a passage index failed."""
+
+
+class IndexNotFoundError(RetrievalError):
+    """No index at the given directory."""
+
+    def __init__(self, path: object, fix: str = "") -> None:
+        self.path = path
+        super().__init__(
+            f"no index at {path}: {fix or 'build one with `splice index build INPUT --out DIR`'}"
+        )
+
+
+class IndexCorruptError(RetrievalError):
+    """An index directory is truncated, partial or unreadable."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = path
+        super().__init__(f"the index at {path} is damaged ({detail}): rebuild it with "
+                         "`splice index build ... --out DIR`")
+
+
+class IndexMismatchError(RetrievalError):
+    """An index was built with another embedder or dimension than the one asked for."""
+
+
+class CorpusError(RetrievalError):
+    """An input corpus file is missing, empty or malformed; names the file and line."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {problem}")

@@ -82,3 +82,24 @@ def tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The bundled MiniLM, loaded once (about 2 s)."""
+    from retrieval import Embedder
+
+    emb = Embedder()
+    assert emb.dim == 384
+    return emb
+
+
+@pytest.fixture(scope="session")
+def kb_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """The built-in knowledge base indexed once per session, outside SPLICE_HOME."""
+    from retrieval import LocalIndex, kb_documents
+
+    path = tmp_path_factory.mktemp("kb") / "kb-index"
+    index, _ = LocalIndex.build(kb_documents(), path, embedder=embedder, index_type="flat")
+    index.close()
+    return path

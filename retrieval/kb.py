@@ -1,0 +1,152 @@
+"""The built-in knowledge base: the articles under ``data/kb`` plus fictional entities.
+
+Every article and entity has a fixed split, ``train`` or ``heldout`` (one in five,
+by a hash of its id), so evaluation never uses what training saw. Fictional
+entities are also split into those written into the corpus (answerable from it)
+and those left out (nobody can answer: the right reply is "I don't know").
+``splice prepare`` builds the index into ``SPLICE_HOME/kb-index``; no binary index
+is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from serving.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from serving.settings import splice_home
+
+from .chunking import Document
+from .fictional import GENERATOR_VERSION, generate_entities
+
+__all__ = ["KBEntry", "KBQuestion", "kb_entries", "kb_documents", "kb_questions",
+           "kb_fingerprint", "kb_index_path", "ensure_kb_index", "split_of", "data_dir"]  # fmt: skip
+
+Split = Literal["train", "heldout"]
+ENTITIES_PER_KIND = 60
+
+
+def data_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "data" / "kb"
+
+
+def split_of(item_id: str) -> Split:
+    return "heldout" if int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 5 == 0 \
+        else "train"  # fmt: skip
+
+
+def _in_corpus(entity_id: str) -> bool:
+    # 3 in 5 entities are written into the corpus; the rest exist only as questions.
+    return int(hashlib.sha256(("corpus:" + entity_id).encode()).hexdigest()[:8], 16) % 5 < 3
+
+
+class KBQuestion(BaseModel):
+    id: str
+    question: str
+    answers: list[str]
+    answerable: bool
+    source_id: str
+    split: Split
+    fictional: bool
+    category: str
+
+
+class KBEntry(BaseModel):
+    id: str
+    title: str
+    category: str
+    text: str
+    qa: list[dict[str, str]]
+    split: Split
+    fictional: bool = False
+    in_corpus: bool = True
+
+
+def _article_files() -> list[Path]:
+    files = sorted((data_dir() / "articles").glob("*.jsonl"))
+    if not files:
+        raise CorpusError(str(data_dir() / "articles"), "no article files: the checkout is "
+                          "incomplete (data/kb/articles/*.jsonl)")  # fmt: skip
+    return files
+
+
+@lru_cache(maxsize=1)
+def kb_entries() -> tuple[KBEntry, ...]:
+    entries: list[KBEntry] = []
+    for path in _article_files():
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                entries.append(KBEntry(id=row["id"], title=row["title"],
+                                       category=row.get("category", path.stem), text=row["text"],
+                                       qa=row.get("qa", []), split=split_of(row["id"])))  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CorpusError(f"{path}:{lineno}", f"bad article row ({exc})") from None
+    for ent in generate_entities(ENTITIES_PER_KIND):
+        entries.append(KBEntry(id=ent.id, title=ent.name, category=f"fictional-{ent.kind}",
+                               text=ent.text, qa=[q.model_dump() for q in ent.qa],
+                               split=split_of(ent.id), fictional=True,
+                               in_corpus=_in_corpus(ent.id)))  # fmt: skip
+    return tuple(entries)
+
+
+def kb_documents() -> list[Document]:
+    """What the knowledge-base index holds: every article and the in-corpus entities."""
+    return [Document(id=e.id, title=e.title, text=e.text, source=f"kb:{e.id}")
+            for e in kb_entries() if e.in_corpus]  # fmt: skip
+
+
+def kb_questions(split: Split | None = None, answerable: bool | None = None) -> list[KBQuestion]:
+    out = []
+    for e in kb_entries():
+        if split is not None and e.split != split:
+            continue
+        if answerable is not None and e.in_corpus != answerable:
+            continue
+        for n, qa in enumerate(e.qa):
+            out.append(KBQuestion(id=f"{e.id}/q{n}", question=qa["question"],
+                                  answers=[qa["answer"]], answerable=e.in_corpus,
+                                  source_id=e.id, split=e.split, fictional=e.fictional,
+                                  category=e.category))  # fmt: skip
+    return out
+
+
+def kb_fingerprint() -> str:
+    """Changes whenever the indexed content would: article files or generator."""
+    h = hashlib.sha256(f"generator:{GENERATOR_VERSION}:{ENTITIES_PER_KIND}".encode())
+    for path in _article_files():
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kb_index_path(home: Path | None = None) -> Path:
+    return (home or splice_home()) / "kb-index"
+
+
+def ensure_kb_index(home: Path | None = None, *, progress: bool = False,
+                    on_stage: Callable[[str], None] | None = None) -> tuple[Path, bool]:  # fmt: skip
+    """Build the knowledge-base index unless an up-to-date one exists.
+
+    Returns (path, built). A stale or damaged index is rebuilt."""
+    from .index import LocalIndex
+
+    path = kb_index_path(home)
+    label = f"splice-kb:{kb_fingerprint()}"
+    try:
+        if LocalIndex.read_manifest(path).label == label:
+            LocalIndex.open(path).close()  # sizes and counts agree
+            return path, False
+    except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
+        pass
+    LocalIndex.build(kb_documents(), path, index_type="flat", overwrite=True,
+                     progress=progress, label=label, on_stage=on_stage)  # fmt: skip
+    return path, True
