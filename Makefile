@@ -1,5 +1,5 @@
 # Splice: the two commands a fresh machine needs.
-#   make demo   create .venv, install, prepare the default model, answer a question
+#   make demo   create .venv, install, prepare the model and knowledge base, answer a question
 #   make test   create .venv, install, run the whole test suite
 PYTHON ?= python3.11
 VENV   := .venv
@@ -30,8 +30,9 @@ install: $(STAMP)
 prepare: install
 	$(BIN)/splice prepare
 
+# --search-first: the untuned model never emits <search> by itself (see README).
 demo: prepare
-	$(BIN)/splice ask "$(QUESTION)"
+	$(BIN)/splice ask --search-first "$(QUESTION)"
 
 # pytest exits 5 when it collects no tests: report it rather than fail the build.
 test: install

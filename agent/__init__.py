@@ -14,7 +14,7 @@ from serving.errors import (
 )
 
 from .loop import Budgets
-from .protocols import HermesProtocol, Message, Protocol, SpliceProtocol
+from .protocols import HermesProtocol, Message, Protocol, SearchR1Protocol, SpliceProtocol
 from .sdk import Agent, ChatSession
 from .tools import InMemoryRetriever, Passage, Retriever, Tool, ToolError, tool
 from .trace import Answer, AnswerEvent, Citation, TokenEvent, ToolCallEvent, ToolResultEvent
@@ -29,6 +29,7 @@ __all__ = [
     "Protocol",
     "SpliceProtocol",
     "HermesProtocol",
+    "SearchR1Protocol",
     "Tool",
     "tool",
     "ToolError",

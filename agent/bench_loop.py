@@ -3,8 +3,9 @@
 (a) Overhead: agent wall time minus tool time, over the time the raw engine needs to
     serve exactly the same requests (recorded, then replayed), prefix cache reset
     before each. Real vLLM, one question at a time.
-(b) Async vs step-synchronous: 32 questions, several searches each, tool latencies
-    drawn from a seeded log-normal (heavy tail). The per-trajectory async scheduler
+(b) Async vs step-synchronous: 32 questions, 1 to 4 searches each and 8 to 48
+    tokens before each call, tool latencies drawn from a seeded log-normal (heavy
+    tail). The per-trajectory async scheduler
     (``Agent.aask_many``) against a Search-R1-style loop that generates for every
     active question, then waits for every tool, every round. The engine here is the
     scripted one with a fixed per-token delay: this figure is about scheduling, and
@@ -94,7 +95,7 @@ class LoopBench(BaseModel):
         t.add_row(f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
                   f"raw engine {self.raw_engine_s:.2f}s", f"{self.overhead_ratio:.3f}", "≤ 1.05")
         t.add_row(f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
-                  f"({self.batch} questions × {self.rounds} searches, tool latency "
+                  f"({self.batch} questions × 1–{self.rounds} searches, tool latency "
                   f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
                   f"{self.async_speedup:.2f}×", "≥ 2×")
         t.add_row(f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
@@ -156,15 +157,24 @@ class Latency(BaseModel):
         return min(self.cap_s, value)
 
 
+def _searches(qid: str, rounds: int) -> int:
+    """How many searches question ``qid`` makes: 1 to ``rounds``, seeded."""
+    return random.Random(f"rounds:{qid}").randint(1, rounds)
+
+
 def _scripted(protocol_tok: Any, rounds: int, per_token_s: float) -> ScriptedEngine:
+    # Trajectories differ, as real ones do: each question makes 1..rounds searches and
+    # writes 8..48 tokens of reasoning before each call (seeded, identical for both
+    # schedulers). A step-synchronous batch waits for its longest member every round.
     def handler(prompt: list[int], params: SamplingParams) -> list[int]:
         text = protocol_tok.decode(prompt)
         qid = text.rsplit("user\n", 1)[1].split("<|im_end|>")[0]
         done = text.count("</information>")
-        if done < rounds:
-            return protocol_tok.encode(f"<search> {qid} round {done} </search>",
+        filler = " so" * random.Random(f"len:{qid}:{done}").randint(8, 48)
+        if done < _searches(qid, rounds):
+            return protocol_tok.encode(f"{filler}<search> {qid} round {done} </search>",
                                        add_special_tokens=False)  # fmt: skip
-        return protocol_tok.encode("<answer> done </answer>", add_special_tokens=False)
+        return protocol_tok.encode(f"{filler}<answer> done </answer>", add_special_tokens=False)
 
     return ScriptedEngine(handler, protocol_tok, delay_s=per_token_s)
 
@@ -207,7 +217,7 @@ async def step_synchronous(agent: Agent, questions: list[str]) -> list[str]:
 
 async def _async_vs_sync(tokenizer: Any, batch: int, rounds: int,
                          latency: Latency) -> tuple[float, float]:  # fmt: skip
-    budgets = Budgets(max_turns=rounds + 1, max_searches=rounds, max_segment_tokens=32,
+    budgets = Budgets(max_turns=rounds + 1, max_searches=rounds, max_segment_tokens=64,
                       tool_timeout_s=latency.cap_s + 1)  # fmt: skip
     questions = [f"question {i}" for i in range(batch)]
 

@@ -19,7 +19,8 @@ from rich.markup import escape
 
 from serving.errors import SpliceError
 
-from .cli_index import index_app
+from .cli_eval import bench_eval, eval_app
+from .cli_index import bench_retrieval, index_app
 
 __all__ = ["app", "main"]
 
@@ -34,6 +35,9 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks that print side-by-side ratios.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(index_app, name="index")
+bench_app.command("retrieval")(bench_retrieval)
+app.add_typer(eval_app, name="eval")
+bench_app.command("eval")(bench_eval)
 
 err = Console(stderr=True)
 out = Console()
@@ -63,7 +67,10 @@ IndexOpt = Annotated[
     typer.Option("--index", help="Index directory to search (`splice index build`); "
                  "default: the built-in knowledge base."),  # fmt: skip
 ]
-ProtocolOpt = Annotated[str, typer.Option(help="Tool-call protocol: splice or hermes.")]
+ProtocolOpt = Annotated[
+    str, typer.Option(help="Tool-call protocol: splice, hermes (Qwen-style JSON calls) or "
+                      "search-r1 (plain-text tags of Search-R1 checkpoints).")
+]
 SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
 TempOpt = Annotated[float, typer.Option(help="0 = greedy.")]
 
@@ -360,7 +367,7 @@ def bench_engines(
 def bench_loop(
     questions: Annotated[int, typer.Option(help="Questions for (a) and (c), one at a time.")] = 8,
     batch: Annotated[int, typer.Option(help="Questions for (b), all at once.")] = 32,
-    rounds: Annotated[int, typer.Option(help="Searches per question in (b).")] = 4,
+    rounds: Annotated[int, typer.Option(help="Most searches per question in (b).")] = 4,
     latency_median: Annotated[float, typer.Option(help="(b) tool latency median, s.")] = 0.3,
     latency_sigma: Annotated[float, typer.Option(help="(b) log-normal sigma.")] = 1.0,
     model: ModelOpt = None,

@@ -166,3 +166,29 @@ def info(
     for key, val in rows:
         table.add_row(f"[bold]{key}[/bold]", escape(val))
     out.print(table)
+
+
+def bench_retrieval(
+    n: Annotated[int, typer.Option("--n", help="Vectors in the index.")] = 1_000_000,
+    dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
+    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 1000,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
+    ef_construction: Annotated[int, typer.Option(help="HNSW build beam width.")] = 64,
+    no_embed: Annotated[
+        bool, typer.Option("--no-embed", help="Skip the embedding-throughput measurement.")
+    ] = False,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Flat vs HNSW vs IVF-PQ: build time, queries/s and recall@10 against Flat."""
+    from retrieval.bench import run_retrieval_bench
+
+    report = run_retrieval_bench(n=n, dim=dim, queries=queries, hnsw_m=hnsw_m,
+                                 ef_construction=ef_construction, embed=not no_embed,
+                                 log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
+    out.print(report.table())
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(report.model_dump_json(indent=2))
+        err.print(f"wrote {out_path}")

@@ -57,11 +57,11 @@ def _normalize(query: str) -> str:
     return " ".join(query.lower().split())
 
 
-def _blocks(result: Any, limit: int) -> tuple[list[str], list[Citation]]:
+def _blocks(result: Any, limit: int, protocol: Protocol) -> tuple[list[str], list[Citation]]:
     if isinstance(result, list) and all(isinstance(p, Passage) for p in result):
         kept = result[:limit]
         cites = [Citation(id=p.id, title=p.title, source=p.source, score=p.score) for p in kept]
-        return ([p.render() for p in kept] or ["No results found."]), cites
+        return (protocol.render_passages(kept) or ["No results found."]), cites
     if isinstance(result, str):
         return [result or "(empty result)"], []
     return [json.dumps(result, default=str)], []
@@ -144,7 +144,7 @@ class _Run:
                 result = await asyncio.wait_for(
                     self.tools[name](arguments), timeout=self.budgets.tool_timeout_s
                 )
-                blocks, cites = _blocks(result, self.budgets.passages)
+                blocks, cites = _blocks(result, self.budgets.passages, self.protocol)
                 ok = True
             except asyncio.TimeoutError:
                 blocks = [f"The {name} tool timed out after {self.budgets.tool_timeout_s:g}s."]

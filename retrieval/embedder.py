@@ -79,7 +79,12 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise DependencyMissingError("sentence-transformers", "pip install splice") from exc
+        from transformers.utils import logging as hf_logging
+
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # transformers draws a "Loading weights" bar per load: noise beside our own bars.
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             return SentenceTransformer(_bundled_path(self.name), device=device)
         except (OSError, ValueError) as exc:
@@ -88,6 +93,9 @@ class Embedder:
                 f"cannot load embedder {self.name!r} ({first}): pass a local path or a "
                 "sentence-transformers name available offline"
             ) from None
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
 
     @property
     def dim(self) -> int:

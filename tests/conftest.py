@@ -95,11 +95,11 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
-def kb_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
-    """The built-in knowledge base indexed once per session, outside SPLICE_HOME."""
-    from retrieval import LocalIndex, kb_documents
+def kb_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in knowledge base indexed once per session, as `splice prepare` does,
+    in a home of its own."""
+    from retrieval.kb import ensure_kb_index
 
-    path = tmp_path_factory.mktemp("kb") / "kb-index"
-    index, _ = LocalIndex.build(kb_documents(), path, embedder=embedder, index_type="flat")
-    index.close()
+    path, built = ensure_kb_index(tmp_path_factory.mktemp("kb-home"))
+    assert built
     return path

@@ -59,3 +59,35 @@ async def test_closed_book_answers_without_tools(vllm_engine) -> None:
                   budgets=Budgets(max_segment_tokens=32))  # fmt: skip
     answer = await agent.aask("Say hello.")
     assert answer.text and not any(isinstance(s, ToolCallStep) for s in answer.trace)
+
+
+async def test_ask_many_searches_the_built_in_knowledge_base(vllm_engine, kb_index) -> None:
+    from retrieval import IndexRetriever
+    from retrieval.kb import kb_questions
+
+    retriever = IndexRetriever.open(kb_index)
+    agent = Agent(vllm_engine, [retriever], budgets=Budgets(max_turns=2, max_segment_tokens=24))
+    questions = [q for q in kb_questions(split="heldout", answerable=True) if not q.fictional][:4]
+    search_id = agent.protocol.ids["<search>"]
+    answers = await agent.aask_many([q.question for q in questions], prefill=[search_id])
+    found = 0
+    for q, answer in zip(questions, answers):
+        result = next(s for s in answer.trace if isinstance(s, ToolResultStep))
+        assert result.sources and all(p.source.startswith("kb:") for p in result.sources)
+        found += any(p.id.split("#")[0] == q.source_id for p in result.sources)
+        assert answer.text
+    # The untuned model writes its own queries; most copy the question closely enough.
+    assert found >= 2, found
+    assert retriever.batches <= len(questions)
+
+
+async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
+    agent = Agent(vllm_engine, [InMemoryRetriever(KB)], protocol="search-r1",
+                  budgets=Budgets(max_turns=2, max_segment_tokens=24))  # fmt: skip
+    prefill = agent.protocol.prompt_prefill_ids("search")
+    answer = await agent.aask("What is the capital of France?", prefill=prefill)
+    result = next(s for s in answer.trace if isinstance(s, ToolResultStep))
+    assert result.ok
+    text = vllm_engine.tokenizer.decode(answer.token_ids)
+    assert "<information>Doc 1(Title: " in text and text.count("</information>") == 1
+    assert answer.text or answer.abstained

@@ -68,6 +68,7 @@ def test_ctrl_c_cancels_generation_and_eof_exits(repl) -> None:
     repl.expect("you>")
     say(repl, "/trace")
     repl.expect("you>")
+    time.sleep(0.5)  # as in say(): raw mode flushes keys typed before it starts
     repl.sendeof()
     repl.expect("bye")
     repl.expect(pexpect.EOF)

@@ -6,12 +6,17 @@ from typing import Any
 
 from .base import ABSTENTION, Action, Message, Protocol, StreamParser, ToolCall, is_abstention
 from .hermes import HermesProtocol
+from .search_r1 import SearchR1Protocol
 from .splice import SpliceProtocol
 
 __all__ = ["ABSTENTION", "Action", "Message", "Protocol", "StreamParser", "ToolCall",
-           "is_abstention", "SpliceProtocol", "HermesProtocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
+           "is_abstention", "SpliceProtocol", "HermesProtocol", "SearchR1Protocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
 
-PROTOCOLS: dict[str, type[Protocol]] = {"splice": SpliceProtocol, "hermes": HermesProtocol}
+PROTOCOLS: dict[str, type[Protocol]] = {
+    "splice": SpliceProtocol,
+    "hermes": HermesProtocol,
+    "search-r1": SearchR1Protocol,
+}
 
 
 def get_protocol(name: str, tokenizer: Any) -> Protocol:

@@ -155,6 +155,10 @@ class Protocol(abc.ABC):
         """Banned while a forced answer is generated: no new tool calls."""
         return self.banned_token_ids
 
+    def render_passages(self, passages: Sequence[Any]) -> list[str]:
+        """Retrieved passages as the text blocks of a result (one per passage)."""
+        return [p.render() for p in passages]
+
     @abc.abstractmethod
     def result_ids(self, blocks: Sequence[str], max_tokens_per_block: int) -> list[int]:
         """A tool result as ids to splice in, each block cut by tokens."""

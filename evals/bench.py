@@ -1,0 +1,77 @@
+"""``splice bench eval``: questions per minute, continuous batching vs one at a time.
+
+Both arms run the same held-out knowledge-base questions through the same Agent
+(default model in-process, tools on over the built-in index, greedy), with the prefix
+cache reset before each arm, so the ratio is the scheduler's alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel
+from rich.table import Table
+
+__all__ = ["EvalBench", "run_eval_bench"]
+
+
+class EvalBench(BaseModel):
+    questions: int
+    concurrency: int
+    sequential_s: float
+    batched_s: float
+    sequential_qpm: float
+    batched_qpm: float
+    speedup: float
+    same_answers: int
+
+    def table(self) -> Table:
+        t = Table(title=f"splice bench eval: {self.questions} questions")
+        for col in ("arm", "wall s", "questions/min"):
+            t.add_column(col, justify="left" if col == "arm" else "right")
+        t.add_row("one at a time", f"{self.sequential_s:.1f}", f"{self.sequential_qpm:.1f}")
+        t.add_row(f"continuous batching ({self.concurrency} in flight)", f"{self.batched_s:.1f}",
+                  f"{self.batched_qpm:.1f}")  # fmt: skip
+        t.caption = (f"speed-up {self.speedup:.2f}x (goal >= 5x); identical answers in both "
+                     f"arms: {self.same_answers}/{self.questions}")  # fmt: skip
+        return t
+
+
+def run_eval_bench(*, questions: int = 32, concurrency: int = 32, model: str | None = None,
+                   log: Callable[[str], None] = print) -> EvalBench:  # fmt: skip
+    from agent.loop import Budgets
+    from agent.sdk import Agent
+    from retrieval import IndexRetriever
+    from retrieval.kb import ensure_kb_index, kb_questions
+    from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+    qs = [q.question for q in kb_questions(split="heldout", answerable=True)][:questions]
+
+    async def main() -> EvalBench:
+        log("building or checking the knowledge-base index…")
+        path, _ = ensure_kb_index()
+        log("starting the engine…")
+        engine = VLLMEngine.start(VLLMConfig(model=model))
+        try:
+            agent = Agent(engine, [IndexRetriever.open(path)], budgets=Budgets(max_segment_tokens=64))
+            await agent.aask(qs[0])  # warm-up
+            await engine.reset_prefix_cache()
+            log(f"{len(qs)} questions one at a time…")
+            t0 = time.perf_counter()
+            seq = [await agent.aask(q) for q in qs]
+            seq_s = time.perf_counter() - t0
+            await engine.reset_prefix_cache()
+            log(f"{len(qs)} questions, {concurrency} in flight…")
+            t0 = time.perf_counter()
+            bat = await agent.aask_many(qs, concurrency=concurrency)
+            bat_s = time.perf_counter() - t0
+        finally:
+            await engine.aclose()
+        return EvalBench(questions=len(qs), concurrency=concurrency, sequential_s=seq_s,
+                         batched_s=bat_s, sequential_qpm=60 * len(qs) / seq_s,
+                         batched_qpm=60 * len(qs) / bat_s, speedup=seq_s / bat_s,
+                         same_answers=sum(a.text == b.text for a, b in zip(seq, bat)))  # fmt: skip
+
+    return asyncio.run(main())

@@ -1,0 +1,222 @@
+"""Evaluation datasets: generic files with flexible fields, named loaders, built-in sets.
+
+Every loader yields :class:`EvalItem`. A malformed row raises :class:`DatasetError`
+naming ``file:line``.
+
+Names accepted by :func:`load_dataset`:
+- ``kb-answerable`` / ``kb-unanswerable``: the built-in knowledge base's held-out
+  split (articles and in-corpus fictional entities / fictional entities not in it);
+- ``simpleqa:PATH`` (CSV: problem, answer), ``nq-open:PATH`` (JSONL: question,
+  answer list), ``popqa:PATH`` (TSV: question, possible_answers as JSON),
+  ``selfaware:PATH`` (JSON: question, answer, answerable);
+- ``hf:NAME[:SPLIT]``: a Hugging Face dataset (needs network and ``datasets``);
+- any other ``PATH``: JSONL, JSON or CSV with generic field names.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from serving.errors import CorpusError, DependencyMissingError
+
+__all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row", "BUILTIN"]
+
+QUESTION_FIELDS = ("question", "problem", "query")
+GOLD_FIELDS = ("answers", "answer", "golden_answers", "possible_answers")
+BUILTIN = ("kb-answerable", "kb-unanswerable")
+
+
+class DatasetError(CorpusError):
+    """A dataset file is missing or a row is malformed; names the file and line."""
+
+
+class EvalItem(BaseModel):
+    id: str
+    question: str
+    answers: list[str]
+    answerable: bool = True
+    acceptable_range: tuple[float, float] | None = None
+
+
+class Dataset(BaseModel):
+    name: str
+    items: list[EvalItem]
+    sha256: str
+
+    def limit(self, n: int | None) -> Dataset:
+        return self if n is None else self.model_copy(update={"items": self.items[:n]})
+
+
+def _golds(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):  # PopQA stores lists as JSON strings
+            try:
+                return _golds(json.loads(text), where)
+            except json.JSONDecodeError:
+                pass
+        return [text] if text else []
+    if isinstance(value, (int, float)):
+        return [str(value)]
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return [str(v).strip() for v in value if str(v).strip()]
+    raise DatasetError(where, "the gold answer must be a string or a list of strings")
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise DatasetError(where, f"\"answerable\" must be true or false, got {value!r}")
+
+
+def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
+    """An item from a row with flexible field names (see module docstring)."""
+    if not isinstance(row, dict):
+        raise DatasetError(where, f"expected an object, got {type(row).__name__}")
+    q = next((row[f] for f in QUESTION_FIELDS if row.get(f) not in (None, "")), None)
+    if not isinstance(q, str) or not q.strip():
+        raise DatasetError(where, f"no question: expected one of {', '.join(QUESTION_FIELDS)}")
+    gold_field = next((f for f in GOLD_FIELDS if f in row), None)
+    golds = _golds(row.get(gold_field), where) if gold_field else []
+    answerable = _bool(row["answerable"], where) if "answerable" in row else True
+    if answerable and not golds:
+        raise DatasetError(where, f"no gold answer: expected one of {', '.join(GOLD_FIELDS)} "
+                           "(or \"answerable\": false)")  # fmt: skip
+    rng = row.get("acceptable_range")
+    if rng is not None:
+        if isinstance(rng, str):
+            try:
+                rng = json.loads(rng)
+            except json.JSONDecodeError:
+                rng = None
+        if not (isinstance(rng, list) and len(rng) == 2
+                and all(isinstance(x, (int, float)) for x in rng)):  # fmt: skip
+            raise DatasetError(where, "\"acceptable_range\" must be [low, high]")
+        rng = (float(rng[0]), float(rng[1]))
+    rid = row.get("id", row.get("qid", fallback_id))
+    return EvalItem(id=str(rid), question=q.strip(), answers=golds, answerable=answerable,
+                    acceptable_range=rng)  # fmt: skip
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            where = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DatasetError(where, "not UTF-8") from None
+            if not line:
+                continue
+            try:
+                yield json.loads(line), where
+            except json.JSONDecodeError as exc:
+                raise DatasetError(where, f"not valid JSON ({exc.msg})") from None
+
+
+def _json_rows(path: Path) -> Iterator[tuple[Any, str]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(str(path), f"not valid JSON ({exc})") from None
+    if isinstance(data, dict):  # {"data": [...]} or {id: row, ...} (SelfAware variants)
+        data = data.get("data") or data.get("example") or [
+            {"id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]  # fmt: skip
+    if not isinstance(data, list):
+        raise DatasetError(str(path), "expected a list of objects")
+    for n, row in enumerate(data, 1):
+        yield row, f"{path}:item {n}"
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[Any, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for row in reader:
+            # The header is line 1; a record's line is where it ends.
+            yield row, f"{path}:{reader.line_num}"
+
+
+def _rows(path: Path) -> Iterator[tuple[Any, str]]:
+    if not path.exists():
+        raise DatasetError(str(path), "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl_rows(path)
+    if suffix == ".json":
+        return _json_rows(path)
+    if suffix in (".csv", ".tsv"):
+        return _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    raise DatasetError(str(path), f"unsupported dataset type {suffix or '(none)'}: "
+                       "use .jsonl, .json, .csv or .tsv")  # fmt: skip
+
+
+def _from_file(path: Path, name: str) -> Dataset:
+    items = [item_from_row(row, where, f"{path.stem}-{n}")
+             for n, (row, where) in enumerate(_rows(path), 1)]  # fmt: skip
+    if not items:
+        raise DatasetError(str(path), "no questions in the file")
+    seen: set[str] = set()
+    for it in items:
+        if it.id in seen:
+            raise DatasetError(str(path), f"duplicate id {it.id!r}: ids must be unique")
+        seen.add(it.id)
+    return Dataset(name=name, items=items, sha256=_sha(path))
+
+
+def _builtin(name: str) -> Dataset:
+    from retrieval.kb import kb_fingerprint, kb_questions
+
+    qs = kb_questions(split="heldout", answerable=(name == "kb-answerable"))
+    items = [EvalItem(id=q.id, question=q.question, answers=q.answers, answerable=q.answerable)
+             for q in qs]  # fmt: skip
+    return Dataset(name=name, items=items, sha256=f"kb:{kb_fingerprint()}")
+
+
+def _huggingface(spec: str) -> Dataset:
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DependencyMissingError("datasets", "pip install datasets") from exc
+    name, _, split = spec.partition(":")
+    try:
+        data = datasets.load_dataset(name, split=split or "test")
+    except Exception as exc:  # network, unknown name: one line, the fix
+        raise DatasetError(f"hf:{spec}", f"cannot load ({str(exc).splitlines()[0][:120]}); "
+                           "check the name and network access") from None  # fmt: skip
+    items = [item_from_row(dict(row), f"hf:{spec}:row {n}", f"{name}-{n}")
+             for n, row in enumerate(data, 1)]  # fmt: skip
+    return Dataset(name=f"hf:{spec}", items=items, sha256=f"hf:{data._fingerprint}")
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Load by name or path (see the module docstring)."""
+    if spec in BUILTIN:
+        return _builtin(spec)
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "hf":
+        return _huggingface(rest)
+    if sep and kind in ("simpleqa", "nq-open", "popqa", "selfaware"):
+        # SelfAware: {"example": [{question, answer (null if unanswerable), answerable}]}
+        return _from_file(Path(rest), kind)
+    path = Path(spec)
+    if not path.exists():
+        raise DatasetError(spec, f"no such file or built-in set: use a path or one of "
+                           f"{', '.join(BUILTIN)}")  # fmt: skip
+    return _from_file(path, path.stem)

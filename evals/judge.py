@@ -1,0 +1,92 @@
+"""The LLM judge: a SimpleQA-style three-way grade from any OpenAI-compatible endpoint.
+
+Temperature 0. A reply that names no grade is UNPARSEABLE, counted apart from the
+three grades, never folded into one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from serving.errors import ServerUnreachableError
+
+__all__ = ["Judge", "JUDGE_PROMPT", "parse_judge_reply", "UNPARSEABLE"]
+
+UNPARSEABLE = "UNPARSEABLE"
+
+JUDGE_PROMPT = """You grade answers to short factual questions.
+Compare the predicted answer with the gold target and choose one grade:
+A) CORRECT: the prediction gives the gold target's answer (wording, extra detail and
+   small spelling differences do not matter) and says nothing that contradicts it.
+B) INCORRECT: the prediction commits to an answer that differs from or contradicts the
+   gold target, even if it sounds unsure.
+C) NOT_ATTEMPTED: the prediction gives no answer: it says it does not know, declines,
+   or lists several candidates without committing to one.
+If the gold target says the question is unanswerable, any committed answer is
+INCORRECT and declining is NOT_ATTEMPTED.
+
+Question: {question}
+Gold target: {gold}
+Predicted answer: {answer}
+
+Reply with one letter: A, B or C."""
+
+_LETTER = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}
+
+
+def parse_judge_reply(reply: str) -> str:
+    text = reply.strip()
+    words = re.findall(r"NOT_ATTEMPTED|INCORRECT|CORRECT", text.upper())
+    if len(set(words)) == 1:
+        return words[0]
+    m = re.match(r"^\W*([ABC])\b", text)
+    return _LETTER[m.group(1)] if m else UNPARSEABLE
+
+
+class Judge:
+    def __init__(self, url: str, model: str | None = None, *, api_key: str | None = None,
+                 timeout_s: float = 60.0) -> None:  # fmt: skip
+        try:
+            from openai import AsyncOpenAI
+        except ImportError as exc:
+            from serving.errors import DependencyMissingError
+
+            raise DependencyMissingError("openai", "pip install openai") from exc
+        self.url = url.rstrip("/")
+        base = self.url if self.url.endswith("/v1") else self.url + "/v1"
+        self.client = AsyncOpenAI(base_url=base, timeout=timeout_s, max_retries=2,
+                                  api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"))  # fmt: skip
+        self.model = model
+
+    async def check(self) -> None:
+        """Fail early, in one line, when the endpoint is down; pick its model if unset."""
+        import openai
+
+        try:
+            models = await self.client.models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ServerUnreachableError(self.url, type(exc).__name__) from None
+        if self.model is None:
+            ids = [m.id for m in models.data]
+            if not ids:
+                raise ServerUnreachableError(self.url, "it serves no model")
+            self.model = ids[0]
+
+    async def grade(self, question: str, golds: Sequence[str], answer: str,
+                    answerable: bool = True) -> tuple[str, str]:  # fmt: skip
+        """(grade, raw reply)."""
+        import openai
+
+        gold = " | ".join(golds) if answerable and golds else "(unanswerable: no true answer)"
+        prompt = JUDGE_PROMPT.format(question=question, gold=gold, answer=answer or "(empty)")
+        try:
+            resp = await self.client.chat.completions.create(
+                model=self.model or "", messages=[{"role": "user", "content": prompt}],
+                temperature=0, max_tokens=8,
+            )  # fmt: skip
+        except openai.OpenAIError as exc:
+            return UNPARSEABLE, f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        reply = resp.choices[0].message.content or ""
+        return parse_judge_reply(reply), reply

@@ -1,0 +1,187 @@
+"""Metrics over graded records (DESIGN.md "Metrics"), with bootstrap intervals.
+
+Pure: records in, numbers out. A record is a dict with at least ``grade``
+(CORRECT / INCORRECT / NOT_ATTEMPTED, or UNPARSEABLE from the judge, which is
+counted apart and never folded into the three) and ``answerable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+__all__ = ["Interval", "Summary", "summarize", "group_summaries", "tool_induced_hallucination",
+           "rates", "risk_coverage", "cohen_kappa"]  # fmt: skip
+
+GRADES = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
+
+
+class Interval(BaseModel):
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+    def fmt(self, pct: bool = True) -> str:
+        if self.value is None:
+            return "–"
+        f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
+        if self.low is None or self.high is None:
+            return f(self.value)
+        return f"{f(self.value)} [{f(self.low)}, {f(self.high)}]"
+
+
+class Summary(BaseModel):
+    dataset: str
+    condition: str
+    n: int
+    unparseable: int = 0
+    errors: int = 0
+    correct: Interval
+    incorrect: Interval
+    not_attempted: Interval
+    accuracy_given_attempted: Interval
+    f_score: Interval
+    s_050: Interval
+    s_075: Interval
+    unanswerable_n: int = 0
+    abstention_recall: Interval
+    false_answer_rate: Interval
+    tool_induced_hallucination: Interval | None = None
+    search_call_rate: float
+    mean_turns: float
+    mean_tokens: float
+    mean_latency_s: float
+    p95_latency_s: float
+
+
+def rates(grades: np.ndarray) -> dict[str, float | None]:
+    """grades: int array, 0=correct 1=incorrect 2=not attempted."""
+    n = len(grades)
+    if n == 0:
+        return {k: None for k in ("c", "i", "a", "acc", "f", "s50", "s75")}
+    c, i, a = (float(np.mean(grades == k)) for k in range(3))
+    acc = c / (c + i) if c + i > 0 else None
+    f = 2 * c * acc / (c + acc) if acc is not None and c + acc > 0 else 0.0
+    return {"c": c, "i": i, "a": a, "acc": acc, "f": f, "s50": c - i * 1.0, "s75": c - i * 3.0}
+
+
+def _bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], float | None],
+               rounds: int, rng: np.random.Generator) -> tuple[float | None, float | None]:  # fmt: skip
+    if len(values) == 0:
+        return None, None
+    samples = []
+    for _ in range(rounds):
+        s = stat(values[rng.integers(0, len(values), len(values))])
+        if s is not None:
+            samples.append(s)
+    if not samples:
+        return None, None
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _interval(values: np.ndarray, key: str, rounds: int, seed: int) -> Interval:
+    stat = lambda v: rates(v)[key]  # noqa: E731
+    point = stat(values)
+    lo, hi = _bootstrap(values, stat, rounds, np.random.default_rng(seed))
+    return Interval(value=point, low=lo, high=hi)
+
+
+def _codes(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.array([GRADES.index(r["grade"]) for r in records if r["grade"] in GRADES], int)
+
+
+def summarize(records: Sequence[dict[str, Any]], dataset: str, condition: str, *,
+              rounds: int = 1000, seed: int = 0) -> Summary:  # fmt: skip
+    graded = [r for r in records if r["grade"] in GRADES]
+    codes = _codes(graded)
+    unans = _codes([r for r in graded if not r.get("answerable", True)])
+    # Abstention recall: share of unanswerable items not attempted (code 2).
+    abst = (unans == 2).astype(float)
+    def mean_ci(x: np.ndarray) -> Interval:
+        if len(x) == 0:
+            return Interval(value=None)
+        lo, hi = _bootstrap(x, lambda v: float(np.mean(v)), rounds, np.random.default_rng(seed))
+        return Interval(value=float(np.mean(x)), low=lo, high=hi)
+
+    lat = np.array([r.get("latency_s", 0.0) for r in records], float)
+    return Summary(
+        dataset=dataset, condition=condition, n=len(graded),
+        unparseable=sum(r["grade"] == "UNPARSEABLE" for r in records),
+        errors=sum(r["grade"] == "ERROR" for r in records),
+        correct=_interval(codes, "c", rounds, seed),
+        incorrect=_interval(codes, "i", rounds, seed),
+        not_attempted=_interval(codes, "a", rounds, seed),
+        accuracy_given_attempted=_interval(codes, "acc", rounds, seed),
+        f_score=_interval(codes, "f", rounds, seed),
+        s_050=_interval(codes, "s50", rounds, seed),
+        s_075=_interval(codes, "s75", rounds, seed),
+        unanswerable_n=len(unans),
+        abstention_recall=mean_ci(abst),
+        false_answer_rate=mean_ci(1.0 - abst),
+        search_call_rate=float(np.mean([r.get("searches", 0) > 0 for r in records]))
+        if records else 0.0,
+        mean_turns=float(np.mean([r.get("turns", 0) for r in records])) if records else 0.0,
+        mean_tokens=float(np.mean([r.get("tokens", 0) for r in records])) if records else 0.0,
+        mean_latency_s=float(lat.mean()) if len(lat) else 0.0,
+        p95_latency_s=float(np.percentile(lat, 95)) if len(lat) else 0.0,
+    )  # fmt: skip
+
+
+def tool_induced_hallucination(closed: Iterable[dict[str, Any]], tools: Iterable[dict[str, Any]],
+                               *, rounds: int = 1000, seed: int = 0) -> Interval:  # fmt: skip
+    """Share of questions right or abstained closed-book but wrong with tools (paired by id)."""
+    before = {r["id"]: r["grade"] for r in closed if r["grade"] in GRADES}
+    flags = [float(before[r["id"]] in ("CORRECT", "NOT_ATTEMPTED") and r["grade"] == "INCORRECT")
+             for r in tools if r["grade"] in GRADES and r["id"] in before]  # fmt: skip
+    x = np.array(flags, float)
+    if len(x) == 0:
+        return Interval(value=None)
+    lo, hi = _bootstrap(x, lambda v: float(np.mean(v)), rounds, np.random.default_rng(seed))
+    return Interval(value=float(np.mean(x)), low=lo, high=hi)
+
+
+def group_summaries(records: Sequence[dict[str, Any]], *, rounds: int = 1000,
+                    seed: int = 0) -> list[Summary]:  # fmt: skip
+    """One summary per (dataset, condition), with tool-induced hallucination set on each
+    tool-using condition that has a closed-book twin."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["condition"]), []).append(r)
+    out = []
+    for (ds, cond), recs in sorted(groups.items()):
+        s = summarize(recs, ds, cond, rounds=rounds, seed=seed)
+        if cond != "closed-book" and (ds, "closed-book") in groups:
+            s.tool_induced_hallucination = tool_induced_hallucination(
+                groups[(ds, "closed-book")], recs, rounds=rounds, seed=seed)
+        out.append(s)
+    return out
+
+
+def risk_coverage(records: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(coverage, risk) points: attempted answers sorted by mean token logprob, most
+    confident first; risk = share wrong among the answers kept."""
+    scored = [(r["answer_logprob"], r["grade"]) for r in records
+              if r.get("answer_logprob") is not None and r["grade"] in ("CORRECT", "INCORRECT")]  # fmt: skip
+    scored.sort(key=lambda x: -x[0])
+    total = len([r for r in records if r["grade"] in GRADES])
+    points, wrong = [], 0
+    for k, (_, g) in enumerate(scored, 1):
+        wrong += g == "INCORRECT"
+        points.append((k / total, wrong / k))
+    return points
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> tuple[float, float]:
+    """(observed agreement, Cohen's kappa) of two graders over the same items."""
+    if not a or len(a) != len(b):
+        raise ValueError("need two equally long, non-empty lists of grades")
+    labels = sorted(set(a) | set(b))
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    pe = sum((a.count(lab) / n) * (b.count(lab) / n) for lab in labels)
+    kappa = 1.0 if pe == 1 else (po - pe) / (1 - pe)
+    return po, kappa

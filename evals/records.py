@@ -1,0 +1,63 @@
+"""The append-only record log: one JSON line per finished question, fsynced.
+
+A run killed with ``kill -9`` loses at most the questions in flight: every finished
+record is on disk before the next starts writing, and a torn last line (killed
+mid-write) is cut off on resume, so no question is ever counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RecordLog", "read_records", "record_key"]
+
+
+def record_key(rec: dict[str, Any]) -> tuple[str, str, str]:
+    return rec["dataset"], rec["condition"], rec["id"]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Complete records; a torn final line is ignored, duplicates keep the first."""
+    if not path.exists():
+        return []
+    out, seen = [], set()
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # torn by a kill mid-write
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        key = record_key(rec)
+        if key not in seen:
+            seen.add(key)
+            out.append(rec)
+    return out
+
+
+class RecordLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate_torn_tail()
+        self._fh = path.open("a", encoding="utf-8")
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(end)
+
+    def append(self, rec: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()

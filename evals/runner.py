@@ -1,0 +1,247 @@
+"""The batch runner: datasets × conditions through ``Agent``, records as they finish.
+
+Every question is its own task over the shared engine (continuous batching), at most
+``concurrency`` in flight. Each finished question is graded and appended to
+``records.jsonl`` (fsynced) at once; ``resume`` skips what is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.loop import Budgets
+from agent.sdk import Agent
+from agent.tools import Passage, Retriever
+from agent.trace import GenerationStep, ToolResultStep
+from serving.engine import Engine, SamplingParams
+from serving.errors import ConfigError, SpliceError
+
+from .datasets import Dataset, load_dataset
+from .grading import grade_answer
+from .judge import Judge
+from .metrics import group_summaries
+from .records import RecordLog, read_records, record_key
+
+__all__ = ["EvalConfig", "run_eval", "CONDITIONS", "EmptyRetriever", "DistractorRetriever",
+           "write_summary"]  # fmt: skip
+
+CONDITIONS = ("closed-book", "tools", "retrieval-failure")
+FAILURE_MODES = ("empty", "distractor")
+
+
+class EvalConfig(BaseModel):
+    datasets: list[str]
+    conditions: list[str] = Field(default_factory=lambda: ["closed-book", "tools"])
+    failure_mode: str = "empty"
+    index: str | None = None
+    limit: int | None = None
+    concurrency: int = 16
+    grader: str = "rule"
+    judge_url: str | None = None
+    judge_model: str | None = None
+    seed: int = 0
+    temperature: float = 0.0
+    max_tokens: int = 256
+    protocol: str = "splice"
+    search_first: bool = False
+    model: str = ""
+
+    def check(self) -> None:
+        bad = [c for c in self.conditions if c not in CONDITIONS]
+        if bad:
+            raise ConfigError(f"unknown condition {bad[0]!r}: use {', '.join(CONDITIONS)}")
+        if self.failure_mode not in FAILURE_MODES:
+            raise ConfigError(f"unknown --failure-mode {self.failure_mode!r}: use empty or "
+                              "distractor")  # fmt: skip
+        if self.grader not in ("rule", "judge"):
+            raise ConfigError(f"unknown --grader {self.grader!r}: use rule or judge")
+        if self.grader == "judge" and not self.judge_url:
+            raise ConfigError("--grader judge needs --judge-url (an OpenAI-compatible server)")
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+
+    def condition_label(self, condition: str) -> str:
+        return f"{condition}:{self.failure_mode}" if condition == "retrieval-failure" else condition
+
+
+class EmptyRetriever(Retriever):
+    """Retrieval failure: the search runs and finds nothing."""
+
+    async def search(self, query: str, k: int = 3) -> list[Passage]:
+        return []
+
+
+class DistractorRetriever(Retriever):
+    """Retrieval failure: passages from documents unrelated to the query.
+
+    Random passages of the index (seeded by the query) that are not among the real
+    top ``exclude`` hits for it, so the answer's source is withheld."""
+
+    def __init__(self, index: Any, exclude: int = 20) -> None:
+        self.index = index
+        self.exclude = exclude
+
+    async def search(self, query: str, k: int = 3) -> list[Passage]:
+        hits = await asyncio.to_thread(self.index.search, [query], self.exclude)
+        related = {c.doc_id for c, _ in hits[0]}
+        rng = random.Random(query)
+        out: list[Passage] = []
+        for _ in range(50 * k):
+            if len(out) >= k:
+                break
+            row = rng.randrange(len(self.index))
+            chunk = self.index.store.get([row])[row]
+            if chunk.doc_id not in related and all(p.id != chunk.id for p in out):
+                out.append(Passage(id=chunk.id, title=chunk.title, text=chunk.text,
+                                   source=chunk.source, score=0.0))  # fmt: skip
+        return out
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_summary(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    summaries = [json.loads(s.model_dump_json()) for s in group_summaries(records)]
+    tmp = out_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summaries, indent=2))
+    tmp.replace(out_dir / "summary.json")
+    return summaries
+
+
+def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float) -> dict[str, Any]:
+    gens = [s for s in answer.trace if isinstance(s, GenerationStep)]
+    sources = [c.id for s in answer.trace if isinstance(s, ToolResultStep) for c in s.sources]
+    return {
+        "dataset": dataset, "condition": condition, "id": item.id, "question": item.question,
+        "answers": item.answers, "answerable": item.answerable, "answer": answer.text,
+        "abstained": answer.abstained, "searches": answer.searches, "turns": len(gens),
+        "tokens": len(answer.token_ids), "sampled_tokens": sum(answer.mask),
+        "latency_s": round(seconds, 3), "answer_logprob": answer.mean_logprob,
+        "sources": sources,
+    }  # fmt: skip
+
+
+async def run_eval(
+    cfg: EvalConfig,
+    engine: Engine,
+    out_dir: Path,
+    *,
+    retriever: Retriever | None = None,
+    index: Any = None,
+    resume: bool = False,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (dataset, condition, item) not yet recorded; return all records."""
+    cfg.check()
+    datasets: list[Dataset] = [load_dataset(d).limit(cfg.limit) for d in cfg.datasets]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / "records.jsonl"
+    if records_path.exists() and not resume and read_records(records_path):
+        raise ConfigError(f"{out_dir} already has records: pass --resume to continue it, or "
+                          "choose another --out")  # fmt: skip
+    manifest = {
+        "config": cfg.model_dump(), "model": cfg.model or getattr(engine, "model", ""),
+        "datasets": {d.name: {"spec": spec, "sha256": d.sha256, "n": len(d.items)}
+                     for d, spec in zip(datasets, cfg.datasets)},
+        "git_commit": _git_commit(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    mpath = out_dir / "manifest.json"
+    if resume and mpath.exists():
+        old = json.loads(mpath.read_text())
+        if old.get("config", {}).get("seed") != cfg.seed:
+            raise ConfigError(f"{out_dir} was run with seed {old['config'].get('seed')}; resume "
+                              "with the same settings or choose another --out")  # fmt: skip
+        manifest["resumed"] = manifest.pop("started")
+        manifest["started"] = old.get("started")
+    mpath.write_text(json.dumps(manifest, indent=2))
+
+    judge = None
+    if cfg.grader == "judge":
+        judge = Judge(cfg.judge_url or "", cfg.judge_model)
+        await judge.check()
+
+    sampling = SamplingParams(temperature=cfg.temperature, seed=cfg.seed, logprobs=0)
+    budgets = Budgets(max_segment_tokens=cfg.max_tokens)
+    tools_for = {
+        "closed-book": [],
+        "tools": [retriever] if retriever is not None else [],
+        "retrieval-failure": [EmptyRetriever() if cfg.failure_mode == "empty"
+                              else DistractorRetriever(index)],
+    }  # fmt: skip
+    if "tools" in cfg.conditions and retriever is None:
+        raise ConfigError("the tools condition needs an index: pass --index DIR (or run "
+                          "`splice prepare` for the built-in knowledge base)")  # fmt: skip
+    if "retrieval-failure" in cfg.conditions and cfg.failure_mode == "distractor" and index is None:
+        raise ConfigError("--failure-mode distractor needs an index to draw passages from")
+    agents = {
+        c: Agent(engine, tools_for[c], protocol=cfg.protocol, sampling=sampling, budgets=budgets,
+                 use_tools=c != "closed-book")  # fmt: skip
+        for c in cfg.conditions
+    }
+
+    log = RecordLog(records_path)
+    done = {record_key(r) for r in read_records(records_path)}
+    jobs = [(d, c, item) for d in datasets for c in cfg.conditions for item in d.items
+            if (d.name, cfg.condition_label(c), item.id) not in done]  # fmt: skip
+    if on_start:
+        on_start(len(jobs), len(done))
+    gate = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(ds: Dataset, cond: str, item: Any) -> None:
+        async with gate:
+            agent = agents[cond]
+            prefill = agent.protocol.prompt_prefill_ids("search") \
+                if cfg.search_first and cond != "closed-book" else []  # fmt: skip
+            t0 = time.perf_counter()
+            label = cfg.condition_label(cond)
+            try:
+                answer = await agent.aask(item.question, prefill=prefill)
+            except SpliceError as exc:  # e.g. an oversized question: recorded, not fatal
+                rec = {"dataset": ds.name, "condition": label, "id": item.id,
+                       "question": item.question, "answers": item.answers,
+                       "answerable": item.answerable, "answer": "", "grade": "ERROR",
+                       "error": str(exc), "latency_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
+            else:
+                rec = _record(item, ds.name, label, answer, time.perf_counter() - t0)
+                rec["rule_grade"] = grade_answer(answer.text, item.answers,
+                                                 answerable=item.answerable,
+                                                 acceptable_range=item.acceptable_range).value  # fmt: skip
+                rec["grade"] = rec["rule_grade"]
+                if judge is not None:
+                    rec["judge_grade"], rec["judge_reply"] = await judge.grade(
+                        item.question, item.answers, answer.text, item.answerable)
+                    rec["grade"] = rec["judge_grade"]
+            log.append(rec)
+            if on_record:
+                on_record(rec)
+
+    try:
+        await asyncio.gather(*(one(*job) for job in jobs))
+    finally:
+        log.close()
+        records = read_records(records_path)
+        if records:
+            write_summary(out_dir, records)
+    return records
+
+
+def grade_counts(records: Sequence[dict[str, Any]]) -> Counter[str]:
+    return Counter(r["grade"] for r in records)

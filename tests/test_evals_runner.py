@@ -1,0 +1,151 @@
+"""The eval runner over a scripted engine: records, resume after kill -9, the
+retrieval-failure condition, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evals.records import read_records
+from evals.report import compare_runs, write_report
+from evals.runner import EvalConfig, run_eval
+from retrieval import Document, LocalIndex
+from serving.errors import ConfigError
+from serving.mock import ScriptedEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The "model": searches first when tools are on, then answers with the first
+# passage's title, or "I don't know" when nothing came back; closed-book it answers
+# "Paris" to everything.
+RUNNER_SCRIPT = '''
+import asyncio, sys
+from pathlib import Path
+from transformers import AutoTokenizer
+from evals.runner import EvalConfig, run_eval
+from serving.mock import ScriptedEngine
+
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+def handler(prompt, params):
+    return tok.encode("<answer> Paris </answer>", add_special_tokens=False)
+engine = ScriptedEngine(handler, tok, delay_s=float(sys.argv[4]))
+cfg = EvalConfig(datasets=[sys.argv[2]], conditions=["closed-book"], concurrency=3)
+asyncio.run(run_eval(cfg, engine, Path(sys.argv[3]), resume=True))
+'''
+
+
+def _dataset(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "qs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Capital number {i}?",
+                                        "answers": ["Paris" if i % 2 else "Lyon"]}) + "\n"
+                            for i in range(n)))  # fmt: skip
+    return path
+
+
+def _searching_engine(tokenizer) -> ScriptedEngine:
+    def handler(prompt: list[int], params) -> list[int]:
+        full = tokenizer.decode(prompt)
+        question = full.rsplit("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+        text = full.rsplit("<|im_start|>assistant", 1)[1]
+        if "</information>" not in text:
+            return tokenizer.encode(f"<search> {question} </search>", add_special_tokens=False)
+        info = text.rsplit("<information>", 1)[1]
+        if "No results found." in info:
+            return tokenizer.encode("<answer> I don't know </answer>", add_special_tokens=False)
+        title = info.split("] ", 1)[1].split(":", 1)[0]
+        return tokenizer.encode(f"<answer> {title} </answer>", add_special_tokens=False)
+
+    return ScriptedEngine(handler, tokenizer)
+
+
+def test_kill_9_loses_nothing_finished_and_resume_never_duplicates(
+    tmp_path: Path, model_dir: Path, tokenizer
+) -> None:
+    data = _dataset(tmp_path, 30)
+    run = tmp_path / "run"
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(data), str(run),
+                             "0.05"], env=env, cwd=ROOT)  # fmt: skip
+    records = run / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if records.exists() and records.read_text().count("\n") >= 6:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = records.read_bytes()
+    finished = read_records(records)
+    assert 6 <= len(finished) < 30, "the kill came too late to test anything"
+
+    engine = ScriptedEngine(lambda p, s: tokenizer.encode("<answer> Paris </answer>",
+                                                          add_special_tokens=False), tokenizer)  # fmt: skip
+    cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"], concurrency=3)
+    import asyncio
+
+    all_records = asyncio.run(run_eval(cfg, engine, run, resume=True))
+    lines = records.read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 30 == len(all_records)
+    complete = before[: before.rfind(b"\n") + 1]
+    assert records.read_bytes().startswith(complete)  # finished records untouched
+    # Only the questions the resumed run had not finished were asked again.
+    assert len(engine.requests) == 30 - len(finished)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary[0]["n"] == 30 and summary[0]["correct"]["value"] == pytest.approx(0.5)
+
+
+async def test_retrieval_failure_withholds_passages(tmp_path: Path, tokenizer,
+                                                    embedder) -> None:  # fmt: skip
+    docs = [Document(id=f"d{i}", title=f"Topic {i}", text=f"Fact {i}: the river {i} is long.")
+            for i in range(30)] + [Document(id="gold", title="Paris", text="Paris is the "
+                                            "capital of France.")]  # fmt: skip
+    index, _ = LocalIndex.build(docs, tmp_path / "idx", embedder=embedder)
+    from retrieval import IndexRetriever
+
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"id": "fr", "question": "What is the capital of France?",
+                                "answers": ["Paris"]}) + "\n")  # fmt: skip
+    results = {}
+    for mode in ("empty", "distractor"):
+        cfg = EvalConfig(datasets=[str(data)], conditions=["tools", "retrieval-failure"],
+                         failure_mode=mode)  # fmt: skip
+        recs = await run_eval(cfg, _searching_engine(tokenizer), tmp_path / mode,
+                              retriever=IndexRetriever(index), index=index)  # fmt: skip
+        results[mode] = {r["condition"]: r for r in recs}
+    tools = results["empty"]["tools"]
+    assert "gold" in tools["sources"] and tools["grade"] == "CORRECT"
+    empty = results["empty"]["retrieval-failure:empty"]
+    assert empty["sources"] == [] and empty["grade"] == "NOT_ATTEMPTED" and empty["searches"] == 1
+    distractor = results["distractor"]["retrieval-failure:distractor"]
+    assert distractor["sources"] and "gold" not in distractor["sources"]
+    assert distractor["grade"] == "INCORRECT"  # the scripted model trusts the distractor
+
+    report = write_report(tmp_path / "empty")
+    text = report.read_text()
+    assert "| q | tools |" in text and (tmp_path / "empty" / "grades.png").stat().st_size > 1000
+    assert "retrieval-failure:empty" in compare_runs(tmp_path / "empty", tmp_path / "empty")
+
+
+async def test_existing_run_needs_resume_and_bad_config_is_refused(tmp_path: Path,
+                                                                   tokenizer) -> None:  # fmt: skip
+    data = _dataset(tmp_path, 2)
+    engine = ScriptedEngine(lambda p, s: tokenizer.encode("<answer> Lyon </answer>",
+                                                          add_special_tokens=False), tokenizer)  # fmt: skip
+    cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"])
+    await run_eval(cfg, engine, tmp_path / "r")
+    with pytest.raises(ConfigError, match="--resume"):
+        await run_eval(cfg, engine, tmp_path / "r")
+    with pytest.raises(ConfigError, match="unknown condition"):
+        await run_eval(EvalConfig(datasets=[str(data)], conditions=["web"]), engine, tmp_path / "x")
+    with pytest.raises(ConfigError, match="needs an index"):
+        await run_eval(EvalConfig(datasets=[str(data)], conditions=["tools"]), engine, tmp_path / "y")
