@@ -72,8 +72,12 @@ def run(
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Context window.")] = 4096,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
     """Run datasets × conditions through the agent; write records, summary and report."""
+    from .cli import _quiet_vllm
+
+    _quiet_vllm(verbose)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.report import write_report
@@ -144,12 +148,20 @@ def run(
 
 
 @eval_app.command("report")
-def report(run_dir: RunDir) -> None:
+def report(
+    run_dir: RunDir,
+    regrade: Annotated[bool, typer.Option(
+        help="Re-grade stored answers with the current rule grader first.")] = False,
+) -> None:
     """Write report.md and PNG plots (grades per condition, risk-coverage) for a run."""
-    from evals.records import read_records
+    from evals.records import read_records, rewrite_records
     from evals.report import write_report
-    from evals.runner import write_summary
+    from evals.runner import regrade_records, write_summary
 
+    if regrade:
+        changed = rewrite_records(run_dir / "records.jsonl",
+                                  regrade_records(read_records(run_dir / "records.jsonl")))  # fmt: skip
+        err.print(f"re-graded: {changed} grades changed")
     path = write_report(run_dir)
     _print_summaries(write_summary(run_dir, read_records(run_dir / "records.jsonl")))
     out.print(f"wrote {path}")
@@ -207,6 +219,10 @@ def bench_eval(
 ) -> None:
     """Questions per minute: continuous batching against one question at a time."""
     from evals.bench import run_eval_bench
+
+    from .cli import _quiet_vllm
+
+    _quiet_vllm(False)
 
     result = run_eval_bench(questions=questions, concurrency=concurrency, model=model,
                             log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip

@@ -210,8 +210,9 @@ async def run_trajectory(
         action = parser.action()
         if action.kind == "call" and action.call is not None:
             call = action.call
-            run.trace.append(ToolCallStep(name=call.name, arguments=call.arguments))
-            yield ToolCallEvent(name=call.name, arguments=call.arguments)
+            call_step = ToolCallStep(name=call.name, arguments=call.arguments)
+            run.trace.append(call_step)
+            yield ToolCallEvent(step=call_step)
             step = await run.call_tool(call)
             run.trace.append(step)
             yield ToolResultEvent(step=step)

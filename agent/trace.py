@@ -67,8 +67,15 @@ class TokenEvent(BaseModel):
 
 class ToolCallEvent(BaseModel):
     type: Literal["tool_call"] = "tool_call"
-    name: str
-    arguments: dict[str, Any]
+    step: ToolCallStep
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return self.step.arguments
 
 
 class ToolResultEvent(BaseModel):

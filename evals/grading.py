@@ -121,8 +121,12 @@ def _text_match(answer: str, gold: str) -> bool:
     if a == g:
         return True
     a_words, g_words = a.split(), g.split()
-    # The gold inside a short answer ("It is Paris." for "Paris").
+    # The gold inside a short answer ("It is Paris." for "Paris"), or inside the first
+    # sentence of a longer one, where a committed answer states it.
     if re.search(rf"\b{re.escape(g)}\b", a) and len(a_words) <= len(g_words) + 12:
+        return True
+    first = normalize(re.split(r"(?<=[.!?])\s", answer.strip(), maxsplit=1)[0])
+    if len(first.split()) <= 40 and re.search(rf"\b{re.escape(g)}\b", first):
         return True
     # A short answer that is most of a longer gold ("van Rossum" for "Guido van Rossum").
     return bool(re.search(rf"\b{re.escape(a)}\b", g)) and len(a_words) * 2 >= len(g_words)

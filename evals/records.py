@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RecordLog", "read_records", "record_key"]
+__all__ = ["RecordLog", "read_records", "record_key", "rewrite_records"]
 
 
 def record_key(rec: dict[str, Any]) -> tuple[str, str, str]:
@@ -61,3 +61,16 @@ class RecordLog:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def rewrite_records(path: Path, records: list[dict[str, Any]]) -> int:
+    """Replace the log atomically (after re-grading); returns how many grades changed."""
+    old = {record_key(r): r.get("grade") for r in read_records(path)}
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return sum(old.get(record_key(r)) != r.get("grade") for r in records)

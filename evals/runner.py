@@ -34,7 +34,7 @@ from .metrics import group_summaries
 from .records import RecordLog, read_records, record_key
 
 __all__ = ["EvalConfig", "run_eval", "CONDITIONS", "EmptyRetriever", "DistractorRetriever",
-           "write_summary"]  # fmt: skip
+           "write_summary", "regrade_records"]  # fmt: skip
 
 CONDITIONS = ("closed-book", "tools", "retrieval-failure")
 FAILURE_MODES = ("empty", "distractor")
@@ -129,7 +129,8 @@ def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float
     sources = [c.id for s in answer.trace if isinstance(s, ToolResultStep) for c in s.sources]
     return {
         "dataset": dataset, "condition": condition, "id": item.id, "question": item.question,
-        "answers": item.answers, "answerable": item.answerable, "answer": answer.text,
+        "answers": item.answers, "answerable": item.answerable,
+        "acceptable_range": item.acceptable_range, "answer": answer.text,
         "abstained": answer.abstained, "searches": answer.searches, "turns": len(gens),
         "tokens": len(answer.token_ids), "sampled_tokens": sum(answer.mask),
         "latency_s": round(seconds, 3), "answer_logprob": answer.mean_logprob,
@@ -241,6 +242,23 @@ async def run_eval(
         if records:
             write_summary(out_dir, records)
     return records
+
+
+def regrade_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rule grades recomputed from the stored answers; the judge's grade, where one was
+    given, stays the main grade."""
+    out = []
+    for rec in records:
+        rec = dict(rec)
+        if rec.get("grade") != "ERROR":
+            rng = rec.get("acceptable_range")
+            rec["rule_grade"] = grade_answer(rec.get("answer", ""), rec.get("answers", []),
+                                             answerable=rec.get("answerable", True),
+                                             acceptable_range=tuple(rng) if rng else None).value  # fmt: skip
+            if "judge_grade" not in rec:
+                rec["grade"] = rec["rule_grade"]
+        out.append(rec)
+    return out
 
 
 def grade_counts(records: Sequence[dict[str, Any]]) -> Counter[str]:

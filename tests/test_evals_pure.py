@@ -143,3 +143,12 @@ def test_malformed_dataset_rows(tmp_path: Path, content: str, match: str) -> Non
     with pytest.raises(DatasetError, match=match) as info:
         load_dataset(str(tmp_path / "d.jsonl"))
     assert "\n" not in str(info.value)
+
+
+def test_gold_in_the_first_sentence_of_a_long_answer() -> None:
+    long_right = ("The first governor-general of Pakistan was Muhammad Ali Jinnah, who became "
+                  "the first Muslim to be appointed as the first Governor-General of Pakistan.")
+    assert grade_answer(long_right, ["Muhammad Ali Jinnah"]) is C
+    long_wrong = ("The Declaration was written by John Locke, a British philosopher. Thomas "
+                  "Jefferson later read it aloud to a crowd of people in the city square.")
+    assert grade_answer(long_wrong, ["Thomas Jefferson"]) is I
