@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from serving.errors import SpliceError
@@ -39,8 +38,7 @@ bench_app.command("retrieval")(bench_retrieval)
 app.add_typer(eval_app, name="eval")
 bench_app.command("eval")(bench_eval)
 
-err = Console(stderr=True)
-out = Console()
+from .cli_common import err, out, print_report, quiet_vllm
 
 # Engine options shared by every command that runs the model.
 ModelOpt = Annotated[
@@ -73,13 +71,6 @@ ProtocolOpt = Annotated[
 ]
 SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
 TempOpt = Annotated[float, typer.Option(help="0 = greedy.")]
-
-
-def _quiet_vllm(verbose: bool) -> None:
-    # vLLM logs every step at INFO; users of `ask` want the answer, not the logs.
-    if not verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _vllm_config(model: str | None, max_model_len: int, dtype: str | None,
@@ -227,7 +218,7 @@ def ask(
     from agent.trace import ToolCallEvent, ToolResultEvent
     from serving.errors import ConfigError
 
-    _quiet_vllm(verbose)
+    quiet_vllm(verbose)
     if search_first and no_tools:
         raise ConfigError("--search-first needs search: drop --no-tools")
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
@@ -323,7 +314,7 @@ def chat(
     from agent.repl import run_repl
     from serving.settings import splice_home
 
-    _quiet_vllm(verbose)
+    quiet_vllm(verbose)
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
@@ -335,14 +326,6 @@ def chat(
             await agent.engine.aclose()
 
     asyncio.run(run())
-
-
-def _print_report(report: Any, out_path: Path | None) -> None:
-    out.print(report.table())
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(report.model_dump_json(indent=2))
-        err.print(f"wrote {out_path}")
 
 
 @bench_app.command("engines")
@@ -358,9 +341,9 @@ def bench_engines(
     """In-process vLLM vs `vllm serve` over HTTP: start time and tokens/s, side by side."""
     from serving.bench import run_engine_bench
 
-    _quiet_vllm(verbose)
+    quiet_vllm(verbose)
     report = run_engine_bench(prompts=prompts, max_tokens=max_tokens, model=model, log=err.print)
-    _print_report(report, out_path)
+    print_report(report, out_path)
 
 
 @bench_app.command("loop")
@@ -380,12 +363,12 @@ def bench_loop(
     from agent.bench_loop import Latency, run_loop_bench
     from serving.vllm_engine import VLLMConfig, VLLMEngine
 
-    _quiet_vllm(verbose)
+    quiet_vllm(verbose)
     report = run_loop_bench(lambda: VLLMEngine.start(VLLMConfig(model=model)),
                             questions=questions, batch=batch, rounds=rounds,
                             latency=Latency(median_s=latency_median, sigma=latency_sigma),
                             log=err.print)  # fmt: skip
-    _print_report(report, out_path)
+    print_report(report, out_path)
 
 
 def main() -> None:

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["eval_app", "bench_eval"]
 
 eval_app = typer.Typer(help="Measure hallucination versus \"I don't know\".", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+from .cli_common import err, out, print_report, quiet_vllm
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory (runs/NAME).")]
 
@@ -75,9 +73,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
     """Run datasets × conditions through the agent; write records, summary and report."""
-    from .cli import _quiet_vllm
-
-    _quiet_vllm(verbose)
+    quiet_vllm(verbose)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.report import write_report
@@ -220,14 +216,8 @@ def bench_eval(
     """Questions per minute: continuous batching against one question at a time."""
     from evals.bench import run_eval_bench
 
-    from .cli import _quiet_vllm
-
-    _quiet_vllm(False)
+    quiet_vllm(False)
 
     result = run_eval_bench(questions=questions, concurrency=concurrency, model=model,
                             log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
-    out.print(result.table())
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(result.model_dump_json(indent=2))
-        err.print(f"wrote {out_path}")
+    print_report(result, out_path)

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["index_app"]
 
 index_app = typer.Typer(help="Build and search local FAISS indexes.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+from .cli_common import err, out, print_report
 
 InputsArg = Annotated[
     list[Path],
@@ -187,8 +185,4 @@ def bench_retrieval(
     report = run_retrieval_bench(n=n, dim=dim, queries=queries, hnsw_m=hnsw_m,
                                  ef_construction=ef_construction, embed=not no_embed,
                                  log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
-    out.print(report.table())
-    if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(report.model_dump_json(indent=2))
-        err.print(f"wrote {out_path}")
+    print_report(report, out_path)

@@ -16,7 +16,7 @@ from typing import Protocol as TypingProtocol
 from pydantic import BaseModel, Field
 
 __all__ = ["Message", "ToolCall", "Action", "Protocol", "StreamParser", "TextRelease", "ABSTENTION", "is_abstention",
-           "encode_plain"]  # fmt: skip
+           "encode_plain", "TextTagProtocol", "TextStreamParser"]  # fmt: skip
 
 ABSTENTION = "I don't know"
 _ABSTAIN_RE = re.compile(
@@ -170,3 +170,52 @@ class Protocol(abc.ABC):
     @abc.abstractmethod
     def answer_prefix_ids(self) -> list[int]:
         """Ids that force the model into its final answer (budget exhausted)."""
+
+
+class TextTagProtocol(Protocol):
+    """A protocol whose tags are matched on decoded text (hermes, search-r1).
+
+    A tag may still be a single id in some tokenizer; :meth:`single` finds it, so it
+    can be a stop id or a banned id as well as a stop string."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.end_ids = tuple(
+            i for i in {tokenizer.eos_token_id, self.single("<|im_end|>")} if i is not None
+        )
+
+    def single(self, token: str) -> int | None:
+        """The id of ``token`` when the tokenizer has it as exactly one id."""
+        ids = self.tokenizer.encode(token, add_special_tokens=False)
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        return ids[0] if len(ids) == 1 and ids[0] != unk else None
+
+    def markup(self, text: str) -> list[int]:
+        """Protocol markup: encoded normally, so a tag that is one id becomes that id."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+
+class TextStreamParser(abc.ABC):
+    """Collects ids, decodes the segment, and releases what :meth:`visible` shows."""
+
+    def __init__(self, protocol: TextTagProtocol) -> None:
+        self.p = protocol
+        self.ids: list[int] = []
+        self.release = TextRelease()
+
+    def feed(self, token_id: int) -> str:
+        if token_id in self.p.end_ids:
+            return ""
+        self.ids.append(token_id)
+        return self.release.delta(self.visible(self._text()))
+
+    def _text(self) -> str:
+        return self.p.tokenizer.decode(self.ids, skip_special_tokens=False)
+
+    @abc.abstractmethod
+    def visible(self, text: str) -> str:
+        """The user-visible part of the decoded segment so far."""
+
+    @abc.abstractmethod
+    def action(self) -> Action:
+        ...

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Action, Protocol, TextRelease, ToolCall, encode_plain
+from .base import Action, TextStreamParser, TextTagProtocol, ToolCall, encode_plain
 
 __all__ = ["HermesProtocol", "HermesStreamParser"]
 
@@ -54,20 +54,9 @@ def _parse_call(body: str) -> ToolCall:
         return ToolCall(name="", error=f"invalid JSON: {str(exc)[:120]}")
 
 
-class HermesStreamParser:
-    def __init__(self, protocol: HermesProtocol) -> None:
-        self.p = protocol
-        self.ids: list[int] = []
-        self.release = TextRelease()
-
-    def feed(self, token_id: int) -> str:
-        if token_id in self.p.end_ids:
-            return ""
-        self.ids.append(token_id)
-        return self.release.delta(_visible(self._text()))
-
-    def _text(self) -> str:
-        return self.p.tokenizer.decode(self.ids, skip_special_tokens=False)
+class HermesStreamParser(TextStreamParser):
+    def visible(self, text: str) -> str:
+        return _visible(text)
 
     def action(self) -> Action:
         text = self._text()
@@ -81,22 +70,14 @@ class HermesStreamParser:
         return Action(kind="answer", answer=answer) if answer else Action(kind="none")
 
 
-class HermesProtocol(Protocol):
+class HermesProtocol(TextTagProtocol):
     name = "hermes"
 
     def __init__(self, tokenizer: Any) -> None:
         super().__init__(tokenizer)
-        unk = getattr(tokenizer, "unk_token_id", None)
-
-        def single(token: str) -> int | None:
-            ids = tokenizer.encode(token, add_special_tokens=False)
-            return ids[0] if len(ids) == 1 and ids[0] != unk else None
-
-        self.end_ids = tuple(
-            i for i in {tokenizer.eos_token_id, single("<|im_end|>")} if i is not None
-        )
-        self.close_id = single(CLOSE)
-        self.result_ids_banned = tuple(i for i in (single(RESULT_OPEN), single(RESULT_CLOSE)) if i)
+        self.close_id = self.single(CLOSE)
+        self.result_ids_banned = tuple(
+            i for i in (self.single(RESULT_OPEN), self.single(RESULT_CLOSE)) if i)
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -123,16 +104,13 @@ class HermesProtocol(Protocol):
     def parser(self) -> HermesStreamParser:
         return HermesStreamParser(self)
 
-    def _markup(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
     def result_ids(self, blocks: Sequence[str], max_tokens_per_block: int) -> list[int]:
-        ids = self._markup("<|im_end|>\n<|im_start|>user\n")
+        ids = self.markup("<|im_end|>\n<|im_start|>user\n")
         for block in blocks:
-            ids += self._markup(RESULT_OPEN + "\n")
+            ids += self.markup(RESULT_OPEN + "\n")
             ids += encode_plain(self.tokenizer, block)[:max_tokens_per_block]
-            ids += self._markup("\n" + RESULT_CLOSE + "\n")
-        return ids + self._markup("<|im_end|>\n<|im_start|>assistant\n")
+            ids += self.markup("\n" + RESULT_CLOSE + "\n")
+        return ids + self.markup("<|im_end|>\n<|im_start|>assistant\n")
 
     def answer_prefix_ids(self) -> list[int]:
         return []

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Action, Message, Protocol, TextRelease, ToolCall, encode_plain
+from .base import Action, Message, TextStreamParser, TextTagProtocol, ToolCall, encode_plain
 
 __all__ = ["SearchR1Protocol", "SearchR1StreamParser", "INSTRUCTION"]
 
@@ -49,28 +49,18 @@ def _hold_partial(text: str, tag: str) -> str:
     return text
 
 
-class SearchR1StreamParser:
+class SearchR1StreamParser(TextStreamParser):
     """Streams only the answer's text; :meth:`action` reads the whole segment."""
 
-    def __init__(self, protocol: SearchR1Protocol) -> None:
-        self.p = protocol
-        self.ids: list[int] = []
-        self.release = TextRelease()
-
-    def feed(self, token_id: int) -> str:
-        if token_id in self.p.end_ids:
-            return ""
-        self.ids.append(token_id)
-        text = self._text()
+    def visible(self, text: str) -> str:
         if ANSWER not in text:
             return ""
         body = text.split(ANSWER, 1)[1].split(ANSWER_END, 1)
-        visible = body[0] if len(body) == 2 else _hold_partial(body[0], ANSWER_END)
-        return self.release.delta(visible.lstrip())
+        return (body[0] if len(body) == 2 else _hold_partial(body[0], ANSWER_END)).lstrip()
 
     def _text(self) -> str:
         # A forged result block ends the segment: nothing after it is the model's.
-        return self.p.tokenizer.decode(self.ids, skip_special_tokens=False).split(INFO, 1)[0]
+        return super()._text().split(INFO, 1)[0]
 
     def action(self) -> Action:
         text = self._text()
@@ -90,22 +80,13 @@ class SearchR1StreamParser:
         return Action(kind="answer", answer=rest) if rest else Action(kind="none")
 
 
-class SearchR1Protocol(Protocol):
+class SearchR1Protocol(TextTagProtocol):
     name = "search-r1"
 
     def __init__(self, tokenizer: Any, instruction: str = INSTRUCTION) -> None:
         super().__init__(tokenizer)
         self.instruction = instruction
-        unk = getattr(tokenizer, "unk_token_id", None)
-
-        def single(token: str) -> int | None:
-            ids = tokenizer.encode(token, add_special_tokens=False)
-            return ids[0] if len(ids) == 1 and ids[0] != unk else None
-
-        self.end_ids = tuple(
-            i for i in {tokenizer.eos_token_id, single("<|im_end|>")} if i is not None
-        )
-        self.single = {t: single(t) for t in (SEARCH, SEARCH_END, INFO, INFO_END, ANSWER)}
+        self.tag_ids = {t: self.single(t) for t in (SEARCH, SEARCH_END, INFO, INFO_END, ANSWER)}
 
     def prompt_ids(self, messages: Sequence[Message], tools_text: str | None) -> list[int]:
         # The checkpoints read their instructions in the (last) user turn.
@@ -117,7 +98,7 @@ class SearchR1Protocol(Protocol):
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
-        closing = tuple(i for i in (self.single[SEARCH_END],) if i is not None)
+        closing = tuple(i for i in (self.tag_ids[SEARCH_END],) if i is not None)
         return (*self.end_ids, *closing)
 
     @property
@@ -126,11 +107,11 @@ class SearchR1Protocol(Protocol):
 
     @property
     def banned_token_ids(self) -> tuple[int, ...]:
-        return tuple(i for i in (self.single[INFO], self.single[INFO_END]) if i is not None)
+        return tuple(i for i in (self.tag_ids[INFO], self.tag_ids[INFO_END]) if i is not None)
 
     @property
     def answer_banned_ids(self) -> tuple[int, ...]:
-        return (*self.banned_token_ids, *(i for i in (self.single[SEARCH],) if i is not None))
+        return (*self.banned_token_ids, *(i for i in (self.tag_ids[SEARCH],) if i is not None))
 
     def tools_text(self, tool_specs: Sequence[dict[str, Any]]) -> str:
         return self.instruction
@@ -141,18 +122,15 @@ class SearchR1Protocol(Protocol):
     def render_passages(self, passages: Sequence[Any]) -> list[str]:
         return [f"Doc {n}(Title: {p.title}) {p.text}" for n, p in enumerate(passages, 1)]
 
-    def _markup(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
     def result_ids(self, blocks: Sequence[str], max_tokens_per_block: int) -> list[int]:
-        ids = self._markup("\n\n" + INFO)
+        ids = self.markup("\n\n" + INFO)
         for block in blocks:
             ids += encode_plain(self.tokenizer, block)[:max_tokens_per_block]
-            ids += self._markup("\n")
-        return ids + self._markup(INFO_END + "\n\n")
+            ids += self.markup("\n")
+        return ids + self.markup(INFO_END + "\n\n")
 
     def prompt_prefill_ids(self, kind: str) -> list[int]:
-        return self._markup(SEARCH if kind == "search" else ANSWER)
+        return self.markup(SEARCH if kind == "search" else ANSWER)
 
     def answer_prefix_ids(self) -> list[int]:
-        return self._markup(ANSWER)
+        return self.markup(ANSWER)
