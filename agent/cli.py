@@ -19,7 +19,7 @@ from rich.markup import escape
 from serving.errors import SpliceError
 
 from .cli_eval import bench_eval, eval_app
-from .cli_index import bench_retrieval, index_app
+from .cli_index import bench_retrieval, bench_web, index_app
 
 __all__ = ["app", "main"]
 
@@ -37,6 +37,7 @@ app.add_typer(index_app, name="index")
 bench_app.command("retrieval")(bench_retrieval)
 app.add_typer(eval_app, name="eval")
 bench_app.command("eval")(bench_eval)
+bench_app.command("web")(bench_web)
 
 from .cli_common import err, out, print_report, quiet_vllm
 
@@ -60,6 +61,11 @@ UrlOpt = Annotated[
 PassagesOpt = Annotated[
     Optional[Path], typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory).")
 ]
+WebOpt = Annotated[bool, typer.Option(
+    "--web", help="Search the web (backend from SPLICE_WEB_* or ~/.config/splice/web.toml).")]
+HybridOpt = Annotated[bool, typer.Option(
+    "--hybrid", help="Search the index and the web, merged by reciprocal-rank fusion.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the web cache.")]
 IndexOpt = Annotated[
     Optional[Path],
     typer.Option("--index", help="Index directory to search (`splice index build`); "
@@ -195,6 +201,9 @@ def ask(
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Closed-book: no search.")] = False,
     index: IndexOpt = None,
     passages: PassagesOpt = None,
+    web: WebOpt = False,
+    hybrid: HybridOpt = False,
+    no_cache: NoCacheOpt = False,
     protocol: ProtocolOpt = "splice",
     search_first: Annotated[
         bool, typer.Option("--search-first", help="Prefill <search>: makes an untuned model search.")
@@ -224,7 +233,8 @@ def ask(
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
-        agent = await _open_agent(url, config, index, passages, protocol, no_tools, temperature,
+        retriever = _open_retriever(index, passages, web, hybrid, no_cache, no_tools)
+        agent = await _open_agent(url, config, retriever, protocol, no_tools, temperature,
                                   max_tokens)  # fmt: skip
         try:
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
@@ -238,49 +248,70 @@ def ask(
                 answer = getattr(ev, "answer", answer)
             assert answer is not None
             if as_json:
-                out.print_json(json.dumps({
+                # Plain print: rich would wrap long strings and break the JSON.
+                print(json.dumps({
                     "answer": answer.text, "abstained": answer.abstained,
                     "citations": [c.model_dump() for c in answer.citations],
                     "trace": [s.model_dump() for s in answer.trace],
-                }))  # fmt: skip
+                }, ensure_ascii=False, indent=2))  # fmt: skip
             else:
                 out.print(answer.text, markup=False, highlight=False)
                 for c in answer.citations:
                     out.print(f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",
                               highlight=False)  # fmt: skip
         finally:
-            await agent.engine.aclose()
+            await _close(agent, retriever)
 
     asyncio.run(run())
 
 
-def _open_retriever(index: Path | None, passages: Path | None, no_tools: bool) -> Any:
-    """--passages (in memory), --index DIR, or the built-in knowledge base."""
+def _open_retriever(index: Path | None, passages: Path | None, web: bool, hybrid: bool,
+                    no_cache: bool, no_tools: bool) -> Any:  # fmt: skip
+    """--passages (in memory), --web, --hybrid, --index DIR, or the built-in knowledge base."""
     from agent.tools import InMemoryRetriever
 
     if no_tools:
         return None
     if passages is not None:
         return InMemoryRetriever(_load_passages(passages))
+    web_retriever = None
+    if web or hybrid:
+        from retrieval import Embedder
+        from retrieval.web import WebRetriever, WebSettings
+
+        web_retriever = WebRetriever(WebSettings(**({"no_cache": True} if no_cache else {})),
+                                     embedder=Embedder())  # fmt: skip
+        if not hybrid:
+            return web_retriever
     from retrieval import IndexRetriever
     from retrieval.kb import ensure_kb_index
 
     if index is None:
         with err.status("checking the built-in knowledge base index…"):
             index, _ = ensure_kb_index()
-    return IndexRetriever.open(index)
+    local = IndexRetriever.open(index)
+    if web_retriever is None:
+        return local
+    from retrieval.web import HybridRetriever
+
+    return HybridRetriever(local, web_retriever)
 
 
-async def _open_agent(url: str | None, config: Any, index: Path | None, passages: Path | None,
-                      protocol: str, no_tools: bool, temperature: float,
-                      max_tokens: int) -> Any:  # fmt: skip
+async def _close(agent: Any, retriever: Any) -> None:
+    await agent.engine.aclose()
+    for part in (retriever, getattr(retriever, "web", None)):
+        if hasattr(part, "aclose"):
+            await part.aclose()
+
+
+async def _open_agent(url: str | None, config: Any, retriever: Any, protocol: str,
+                      no_tools: bool, temperature: float, max_tokens: int) -> Any:  # fmt: skip
     """Start (or connect to) the engine and wrap it in an Agent."""
     from agent.loop import Budgets
     from agent.sdk import Agent
     from serving.engine import SamplingParams
     from serving.factory import open_engine
 
-    retriever = _open_retriever(index, passages, no_tools)
     with err.status("starting the engine (about a minute on CPU)…"):
         engine = await open_engine(url, config)
     try:
@@ -299,6 +330,9 @@ def chat(
     no_tools: Annotated[bool, typer.Option("--no-tools", help="Start closed-book.")] = False,
     index: IndexOpt = None,
     passages: PassagesOpt = None,
+    web: WebOpt = False,
+    hybrid: HybridOpt = False,
+    no_cache: NoCacheOpt = False,
     protocol: ProtocolOpt = "splice",
     url: UrlOpt = None,
     model: ModelOpt = None,
@@ -318,12 +352,13 @@ def chat(
     config = _vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
 
     async def run() -> None:
-        agent = await _open_agent(url, config, index, passages, protocol, no_tools, temperature,
+        retriever = _open_retriever(index, passages, web, hybrid, no_cache, no_tools)
+        agent = await _open_agent(url, config, retriever, protocol, no_tools, temperature,
                                   max_tokens)  # fmt: skip
         try:
             await run_repl(agent, out, history_file=splice_home() / "chat_history")
         finally:
-            await agent.engine.aclose()
+            await _close(agent, retriever)
 
     asyncio.run(run())
 

@@ -15,6 +15,8 @@ out = Console()
 
 
 def quiet_vllm(verbose: bool) -> None:
+    # stdout is for answers (and --json); vLLM logs to stdout by default.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     # vLLM logs every step at INFO; users of `ask` want the answer, not the logs.
     if not verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")

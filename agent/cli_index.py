@@ -186,3 +186,20 @@ def bench_retrieval(
                                  ef_construction=ef_construction, embed=not no_embed,
                                  log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
     print_report(report, out_path)
+
+
+def bench_web(
+    pages: Annotated[int, typer.Option(help="Pages fetched at once.")] = 20,
+    slowest: Annotated[float, typer.Option(help="Latency of the slowest page, s.")] = 1.0,
+    hang_timeout: Annotated[float, typer.Option(help="Total timeout for the hanging page, s.")] = 2.0,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Concurrent page fetching against local servers: wall time vs the slowest page,
+    and what a never-finishing server costs."""
+    from retrieval.web.bench import run_web_bench
+
+    report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout,
+                           log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
+    print_report(report, out_path)

@@ -1,0 +1,243 @@
+"""Safe page fetching with httpx: the SSRF guard, robots.txt, bounded concurrency,
+timeouts, a size cap enforced while streaming, re-checked redirects, charset
+detection, and bounded retries that honour Retry-After (tenacity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from serving.errors import RetrievalError
+
+from .guard import check_url
+from .settings import WebSettings
+
+__all__ = ["Fetcher", "FetchError", "FetchedPage", "decode_body", "TEXT_TYPES"]
+
+TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown")
+PDF_TYPE = "application/pdf"
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class FetchError(RetrievalError):
+    """A page could not be fetched; the message says why in one line."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url[:150]}: {reason}")
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait_s: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_s = wait_s
+
+
+class FetchedPage(BaseModel):
+    url: str
+    final_url: str
+    status: int
+    content_type: str
+    body: bytes = b""
+    text: str = ""
+    encoding: str = ""
+
+
+def _retry_after(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else 0.0
+
+
+def decode_body(body: bytes, declared: str | None) -> tuple[str, str]:
+    """(text, encoding). A declared charset that the bytes contradict loses to UTF-8
+    or to charset detection."""
+    declared = (declared or "").lower().strip() or None
+    if declared in (None, "iso-8859-1", "latin-1", "us-ascii", "ascii", "windows-1252", "cp1252"):
+        # Single-byte declarations never fail to decode, so they hide mojibake: prefer
+        # UTF-8 when the bytes are valid UTF-8 with non-ASCII characters.
+        try:
+            text = body.decode("utf-8")
+            if declared is None or any(b > 127 for b in body):
+                return text, "utf-8"
+        except UnicodeDecodeError:
+            pass
+    if declared:
+        try:
+            return body.decode(declared), declared
+        except (UnicodeDecodeError, LookupError):
+            pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body).best()
+    if best is not None:
+        if best.encoding.replace("_", "").startswith(("cp125", "iso8859", "latin")):
+            # Detection cannot tell the single-byte Latin code pages apart on short
+            # pages; Windows-1252 is by far the commonest mislabelled one.
+            try:
+                return body.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                pass
+        return str(best), best.encoding
+    return body.decode("utf-8", errors="replace"), "utf-8"
+
+
+class Fetcher:
+    def __init__(self, settings: WebSettings | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
+        self.s = settings or WebSettings()
+        timeout = httpx.Timeout(connect=self.s.connect_timeout_s, read=self.s.read_timeout_s,
+                                write=self.s.read_timeout_s, pool=self.s.total_timeout_s)  # fmt: skip
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport,
+                                        headers={"User-Agent": self.s.user_agent})  # fmt: skip
+        self._global = asyncio.Semaphore(self.s.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._robots: dict[str, Any] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def allow_hosts(self) -> Collection[str]:
+        return self.s.allow_hosts
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def fetch(self, url: str) -> FetchedPage:
+        """The page at ``url`` (after redirects), or :class:`FetchError`."""
+        try:
+            async with asyncio.timeout(self.s.total_timeout_s):
+                return await self._follow(url)
+        except TimeoutError:
+            raise FetchError(url, f"no complete answer within {self.s.total_timeout_s:g}s") \
+                from None  # fmt: skip
+
+    async def _follow(self, url: str) -> FetchedPage:
+        current = url
+        for _ in range(self.s.max_redirects + 1):
+            await check_url(current, allow_hosts=self.s.allow_hosts,
+                            allow_private=self.s.allow_private)  # fmt: skip
+            if self.s.respect_robots and not await self._robots_allow(current):
+                raise FetchError(current, "disallowed by robots.txt")
+            status, headers, body = await self._get_with_retries(current)
+            if status in REDIRECTS:
+                location = headers.get("location")
+                if not location:
+                    raise FetchError(current, f"HTTP {status} without a Location header")
+                current = urljoin(current, location)
+                continue
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            page = FetchedPage(url=url, final_url=current, status=status, content_type=ctype,
+                               body=body)  # fmt: skip
+            if ctype in TEXT_TYPES or not ctype:
+                charset = httpx.Headers(headers).get("content-type", "")
+                declared = charset.split("charset=", 1)[1].split(";")[0].strip('"\' ') \
+                    if "charset=" in charset.lower() else None  # fmt: skip
+                page.text, page.encoding = decode_body(body, declared)
+            return page
+        raise FetchError(url, f"more than {self.s.max_redirects} redirects")
+
+    async def _get_with_retries(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        def wait(state: Any) -> float:
+            exc = state.outcome.exception()
+            return min(getattr(exc, "wait_s", 0.0) or 0.5 * 2 ** (state.attempt_number - 1),
+                       self.s.max_retry_wait_s)  # fmt: skip
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.s.max_retries + 1),
+                wait=wait,
+                retry=retry_if_exception_type(_Retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._get(url)
+        except _Retryable as exc:
+            raise FetchError(url, f"{exc.reason} after {self.s.max_retries + 1} attempts") \
+                from None  # fmt: skip
+        raise AssertionError("unreachable")
+
+    def _host_gate(self, url: str) -> asyncio.Semaphore:
+        host = urlsplit(url).netloc.lower()
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self.s.per_host)
+        return self._hosts[host]
+
+    async def _get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        async with self._host_gate(url), self._global:
+            try:
+                async with self.client.stream("GET", url) as resp:
+                    headers = {k.lower(): v for k, v in resp.headers.items()}
+                    status = resp.status_code
+                    if status in REDIRECTS:
+                        return status, headers, b""
+                    if status == 429 or status >= 500:
+                        wait_s = _retry_after(headers.get("retry-after"))
+                        if wait_s > self.s.max_retry_wait_s:
+                            raise FetchError(url, f"HTTP {status}, retry after {wait_s:.0f}s "
+                                             f"(more than the {self.s.max_retry_wait_s:g}s cap)")  # fmt: skip
+                        raise _Retryable(f"HTTP {status}", wait_s)
+                    if status >= 400:
+                        raise FetchError(url, f"HTTP {status}")
+                    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+                    if ctype and ctype not in TEXT_TYPES and ctype != PDF_TYPE:
+                        raise FetchError(url, f"unsupported content type {ctype}: only HTML, "
+                                         "plain text and PDF are read")  # fmt: skip
+                    declared = int(headers.get("content-length", "0") or 0)
+                    if declared > self.s.max_bytes:
+                        raise FetchError(url, f"{declared:,} bytes, over the "
+                                         f"{self.s.max_bytes:,}-byte limit")  # fmt: skip
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.s.max_bytes:
+                            raise FetchError(url, f"over the {self.s.max_bytes:,}-byte limit")
+                    return status, headers, bytes(body)
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                raise _Retryable(f"{type(exc).__name__}") from None
+            except httpx.TimeoutException as exc:
+                raise FetchError(url, f"timed out ({type(exc).__name__})") from None
+            except httpx.HTTPError as exc:
+                raise FetchError(url, f"{type(exc).__name__}: {str(exc)[:100]}") from None
+
+    async def _robots_allow(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+        async with lock:  # one robots.txt request per host, even under concurrency
+            if origin not in self._robots:
+                self._robots[origin] = await self._load_robots(origin)
+        rules = self._robots[origin]
+        if rules is None:
+            return True
+        if rules is False:
+            return False
+        return bool(rules.can_fetch(url, "Splice"))
+
+    async def _load_robots(self, origin: str) -> Any:
+        from protego import Protego
+
+        try:
+            status, _, body = await self._get(origin + "/robots.txt")
+        except FetchError as exc:
+            # 4xx means no rules; a server error means "stay away for now".
+            return False if exc.reason.startswith("HTTP 5") else None
+        except _Retryable:
+            return False
+        if status != 200:
+            return None
+        return Protego.parse(body.decode("utf-8", errors="replace"))

@@ -1,0 +1,78 @@
+"""Web search settings, from ``SPLICE_WEB_*`` environment variables, an optional TOML
+file (``SPLICE_WEB_CONFIG``, default ``~/.config/splice/web.toml``), and the
+backends' own key variables (``BRAVE_API_KEY``, ``TAVILY_API_KEY``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["WebSettings", "USER_AGENT"]
+
+USER_AGENT = "Splice/0.1 (agentic RAG research fetcher; +https://github.com/splice-rag/splice)"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("SPLICE_WEB_CONFIG", "~/.config/splice/web.toml")).expanduser()
+
+
+class WebSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPLICE_WEB_", extra="ignore")
+
+    backend: Literal["searxng", "brave", "tavily", "ddgs"] = "searxng"
+    searxng_url: str = "http://127.0.0.1:8888"
+    brave_url: str = "https://api.search.brave.com/res/v1/web/search"
+    tavily_url: str = "https://api.tavily.com/search"
+    brave_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("SPLICE_WEB_BRAVE_API_KEY", "BRAVE_API_KEY"))
+    tavily_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("SPLICE_WEB_TAVILY_API_KEY", "TAVILY_API_KEY"))
+
+    results: int = Field(5, description="Search results asked of the backend.")
+    pages: int = Field(3, description="Top results whose pages are fetched and read.")
+    passages: int = Field(3, description="Passages returned to the model.")
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 20.0
+    extract_timeout_s: float = 10.0
+    max_bytes: int = 5_000_000
+    max_redirects: int = 5
+    max_retries: int = 2
+    max_retry_wait_s: float = 10.0
+    concurrency: int = 16
+    per_host: int = 4
+    user_agent: str = USER_AGENT
+    respect_robots: bool = True
+    allow_private: bool = False
+    allow_hosts: list[str] = Field(default_factory=list)
+
+    cache_dir: Path | None = None  # default: SPLICE_HOME/web-cache
+    cache_ttl_s: float = 24 * 3600
+    no_cache: bool = False
+    mode: Literal["live", "record", "replay"] = "live"
+    cassette_dir: Path | None = None  # record/replay store; default SPLICE_HOME/web-cassette
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
