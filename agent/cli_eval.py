@@ -53,6 +53,9 @@ def run(
         help="retrieval-failure: empty (no passages) or distractor (unrelated ones).")] = "empty",
     index: Annotated[Optional[Path], typer.Option(
         help="Index for the tools condition [default: the built-in knowledge base].")] = None,
+    web: Annotated[bool, typer.Option(
+        "--web", help="Tools search the web (SPLICE_WEB_MODE=record|replay to reproduce "
+        "a run offline).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
     concurrency: Annotated[int, typer.Option(help="Questions in flight at once.")] = 16,
     grader: Annotated[str, typer.Option(help="rule (offline) or judge (LLM).")] = "rule",
@@ -104,6 +107,12 @@ def run(
             cfg.index = str(index)
         local_index = LocalIndex.open(index)
         retriever = IndexRetriever(local_index)
+    if web:
+        from retrieval import Embedder
+        from retrieval.web import WebRetriever
+
+        retriever = WebRetriever(embedder=Embedder())
+        cfg.index = "web"
 
     counts = {"CORRECT": 0, "INCORRECT": 0, "NOT_ATTEMPTED": 0, "other": 0}
 
@@ -134,6 +143,8 @@ def run(
                                       on_start=on_start)  # fmt: skip
         finally:
             await engine.aclose()
+            if hasattr(retriever, "aclose"):
+                await retriever.aclose()
 
     asyncio.run(main())
     summaries = json.loads((out_dir / "summary.json").read_text())
