@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from serving.errors import SpliceError
 
-from .cli_eval import bench_eval, eval_app
+from .cli_eval import bench_eval, eval_app, probe
 from .cli_index import bench_retrieval, bench_web, index_app
 
 __all__ = ["app", "main"]
@@ -36,6 +36,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(index_app, name="index")
 bench_app.command("retrieval")(bench_retrieval)
 app.add_typer(eval_app, name="eval")
+app.command("probe")(probe)
 bench_app.command("eval")(bench_eval)
 bench_app.command("web")(bench_web)
 

@@ -30,7 +30,7 @@ __all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row
 
 QUESTION_FIELDS = ("question", "problem", "query")
 GOLD_FIELDS = ("answers", "answer", "golden_answers", "possible_answers")
-BUILTIN = ("kb-answerable", "kb-unanswerable")
+BUILTIN = ("kb-answerable", "kb-unanswerable", "kb-train")  # kb-train: for the probe only
 
 
 class DatasetError(CorpusError):
@@ -183,7 +183,10 @@ def _from_file(path: Path, name: str) -> Dataset:
 def _builtin(name: str) -> Dataset:
     from retrieval.kb import kb_fingerprint, kb_questions
 
-    qs = kb_questions(split="heldout", answerable=(name == "kb-answerable"))
+    if name == "kb-train":  # answerable training-split questions: the knowledge probe's input
+        qs = kb_questions(split="train", answerable=True)
+    else:
+        qs = kb_questions(split="heldout", answerable=(name == "kb-answerable"))
     items = [EvalItem(id=q.id, question=q.question, answers=q.answers, answerable=q.answerable)
              for q in qs]  # fmt: skip
     return Dataset(name=name, items=items, sha256=f"kb:{kb_fingerprint()}")
