@@ -168,32 +168,12 @@ def serve_model(
 
 
 def _load_passages(path: Path) -> list:
-    """A JSONL of {"id","title","text"} (or FlashRAG's {"id","contents"}) rows."""
-    import json
-
+    """A JSONL of {"id","title","text"} (or FlashRAG's {"id","contents"}) rows, in memory."""
     from agent.tools import Passage
-    from serving.errors import ConfigError
+    from retrieval.corpus import read_jsonl_documents
 
-    passages = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            text = row.get("text") or row.get("contents")
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError("no text")
-            passages.append(Passage(id=str(row.get("id", n)), title=str(row.get("title", "")),
-                                    text=text, source=str(row.get("source", path.name))))  # fmt: skip
-        except (ValueError, AttributeError) as exc:
-            raise ConfigError(
-                f"{path}:{n}: malformed row ({exc}): expected {{\"id\", \"title\", \"text\"}}"
-            ) from exc
-    return passages
+    return [Passage(id=d.id, title=d.title, text=d.text, source=d.source or path.name)
+            for d in read_jsonl_documents(path)]  # fmt: skip
 
 
 @app.command()

@@ -79,6 +79,7 @@ def run(
     quiet_vllm(verbose)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from evals.datasets import load_dataset
     from evals.report import write_report
     from evals.runner import EvalConfig, run_eval
     from serving.factory import open_engine
@@ -90,10 +91,8 @@ def run(
                      max_tokens=max_tokens, protocol=protocol, search_first=search_first,
                      model=model or url or "")  # fmt: skip
     cfg.check()
-    for spec in datasets:  # fail on a bad dataset before starting the engine
-        from evals.datasets import load_dataset
-
-        load_dataset(spec)
+    # Loaded before the engine starts, so a bad dataset fails in a second, not a minute.
+    loaded = [load_dataset(spec).limit(limit) for spec in datasets]
     needs_index = "tools" in cfg.conditions or (
         "retrieval-failure" in cfg.conditions and failure_mode == "distractor")
     local_index = retriever = None
@@ -139,17 +138,16 @@ def run(
                     progress.update(task, advance=1, description=describe())
 
                 return await run_eval(cfg, engine, out_dir, retriever=retriever,
-                                      index=local_index, resume=resume, on_record=on_record,
-                                      on_start=on_start)  # fmt: skip
+                                      index=local_index, resume=resume, datasets=loaded,
+                                      on_record=on_record, on_start=on_start)  # fmt: skip
         finally:
             await engine.aclose()
             if hasattr(retriever, "aclose"):
                 await retriever.aclose()
 
     asyncio.run(main())
-    summaries = json.loads((out_dir / "summary.json").read_text())
-    _print_summaries(summaries)
     report = write_report(out_dir)
+    _print_summaries(json.loads((out_dir / "summary.json").read_text()))
     out.print(f"wrote {out_dir / 'records.jsonl'}, {out_dir / 'summary.json'}, {report} "
               "and PNG plots")  # fmt: skip
 
@@ -163,14 +161,14 @@ def report(
     """Write report.md and PNG plots (grades per condition, risk-coverage) for a run."""
     from evals.records import read_records, rewrite_records
     from evals.report import write_report
-    from evals.runner import regrade_records, write_summary
+    from evals.runner import regrade_records
 
     if regrade:
         changed = rewrite_records(run_dir / "records.jsonl",
                                   regrade_records(read_records(run_dir / "records.jsonl")))  # fmt: skip
         err.print(f"re-graded: {changed} grades changed")
     path = write_report(run_dir)
-    _print_summaries(write_summary(run_dir, read_records(run_dir / "records.jsonl")))
+    _print_summaries(json.loads((run_dir / "summary.json").read_text()))
     out.print(f"wrote {path}")
 
 

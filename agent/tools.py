@@ -47,8 +47,14 @@ class Retriever(abc.ABC):
 _WORD = re.compile(r"\w+")
 
 
-def _terms(text: str) -> set[str]:
+def word_terms(text: str) -> set[str]:
+    """Lower-cased words longer than two letters: the unit of word-overlap ranking."""
     return {w for w in _WORD.findall(text.lower()) if len(w) > 2}
+
+
+def term_overlap(query_terms: set[str], terms: set[str]) -> float:
+    """Share of the query's terms found in a passage."""
+    return len(query_terms & terms) / (len(query_terms) or 1)
 
 
 class InMemoryRetriever(Retriever):
@@ -56,13 +62,11 @@ class InMemoryRetriever(Retriever):
 
     def __init__(self, passages: Iterable[Passage]) -> None:
         self.passages = list(passages)
-        self._terms = [_terms(p.title + " " + p.text) for p in self.passages]
+        self._terms = [word_terms(p.title + " " + p.text) for p in self.passages]
 
     async def search(self, query: str, k: int = 3) -> list[Passage]:
-        q = _terms(query)
-        scored = [
-            (len(q & terms) / (len(q) or 1), i) for i, terms in enumerate(self._terms)
-        ]
+        q = word_terms(query)
+        scored = [(term_overlap(q, terms), i) for i, terms in enumerate(self._terms)]
         scored = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))[:k]
         return [self.passages[i].model_copy(update={"score": s}) for s, i in scored]
 

@@ -16,7 +16,6 @@ Names accepted by :func:`load_dataset`:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from serving.errors import CorpusError, DependencyMissingError
+from serving.files import sha256_file
 
 __all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row", "BUILTIN"]
 
@@ -111,24 +111,16 @@ def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
                     acceptable_range=rng)  # fmt: skip
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            where = f"{path}:{n}"
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise DatasetError(where, "not UTF-8") from None
-            if not line:
-                continue
-            try:
-                yield json.loads(line), where
-            except json.JSONDecodeError as exc:
-                raise DatasetError(where, f"not valid JSON ({exc.msg})") from None
+    from retrieval.corpus import iter_jsonl
+
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if isinstance(row, UnicodeDecodeError):
+            raise DatasetError(where, "not UTF-8")
+        if isinstance(row, json.JSONDecodeError):
+            raise DatasetError(where, f"not valid JSON ({row.msg})")
+        yield row, where
 
 
 def _json_rows(path: Path) -> Iterator[tuple[Any, str]]:
@@ -177,7 +169,7 @@ def _from_file(path: Path, name: str) -> Dataset:
         if it.id in seen:
             raise DatasetError(str(path), f"duplicate id {it.id!r}: ids must be unique")
         seen.add(it.id)
-    return Dataset(name=name, items=items, sha256=_sha(path))
+    return Dataset(name=name, items=items, sha256=sha256_file(path))
 
 
 def _builtin(name: str) -> Dataset:

@@ -12,7 +12,7 @@ from serving.errors import ConfigError
 from .metrics import Interval, Summary, group_summaries, risk_coverage
 from .records import read_records
 
-__all__ = ["write_report", "compare_runs", "load_run"]
+__all__ = ["write_report", "write_summary", "compare_runs", "load_run"]
 
 
 def load_run(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -22,6 +22,19 @@ def load_run(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     mpath = run_dir / "manifest.json"
     manifest = json.loads(mpath.read_text()) if mpath.exists() else {}
     return records, manifest
+
+
+def _save_summary(out_dir: Path, summaries: Sequence[Summary]) -> list[dict[str, Any]]:
+    rows = [json.loads(s.model_dump_json()) for s in summaries]
+    tmp = out_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out_dir / "summary.json")
+    return rows
+
+
+def write_summary(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``summary.json``: metrics per (dataset, condition) with bootstrap intervals."""
+    return _save_summary(out_dir, group_summaries(records))
 
 
 def _row(s: Summary) -> str:
@@ -92,8 +105,10 @@ def _plot_risk_coverage(groups: dict[tuple[str, str], list[dict[str, Any]]], pat
 
 
 def write_report(run_dir: Path) -> Path:
+    """``report.md``, the PNG plots and ``summary.json``, from one computation."""
     records, manifest = load_run(run_dir)
     summaries = group_summaries(records)
+    _save_summary(run_dir, summaries)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["dataset"], r["condition"]), []).append(r)

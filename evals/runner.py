@@ -12,7 +12,6 @@ import json
 import random
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,11 +29,11 @@ from serving.errors import ConfigError, SpliceError
 from .datasets import Dataset, load_dataset
 from .grading import grade_answer
 from .judge import Judge
-from .metrics import group_summaries
 from .records import RecordLog, read_records, record_key
+from .report import write_summary
 
 __all__ = ["EvalConfig", "run_eval", "CONDITIONS", "EmptyRetriever", "DistractorRetriever",
-           "write_summary", "regrade_records"]  # fmt: skip
+           "regrade_records"]  # fmt: skip
 
 CONDITIONS = ("closed-book", "tools", "retrieval-failure")
 FAILURE_MODES = ("empty", "distractor")
@@ -116,21 +115,18 @@ def _git_commit() -> str:
         return ""
 
 
-def write_summary(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    summaries = [json.loads(s.model_dump_json()) for s in group_summaries(records)]
-    tmp = out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summaries, indent=2))
-    tmp.replace(out_dir / "summary.json")
-    return summaries
+def _item_fields(item: Any, dataset: str, condition: str) -> dict[str, Any]:
+    """What every record says about its question, answered or failed."""
+    return {"dataset": dataset, "condition": condition, "id": item.id, "question": item.question,
+            "answers": item.answers, "answerable": item.answerable,
+            "acceptable_range": item.acceptable_range}  # fmt: skip
 
 
 def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float) -> dict[str, Any]:
     gens = [s for s in answer.trace if isinstance(s, GenerationStep)]
     sources = [c.id for s in answer.trace if isinstance(s, ToolResultStep) for c in s.sources]
     return {
-        "dataset": dataset, "condition": condition, "id": item.id, "question": item.question,
-        "answers": item.answers, "answerable": item.answerable,
-        "acceptable_range": item.acceptable_range, "answer": answer.text,
+        **_item_fields(item, dataset, condition), "answer": answer.text,
         "abstained": answer.abstained, "searches": answer.searches, "turns": len(gens),
         "tokens": len(answer.token_ids), "sampled_tokens": sum(answer.mask),
         "latency_s": round(seconds, 3), "answer_logprob": answer.mean_logprob,
@@ -146,12 +142,15 @@ async def run_eval(
     retriever: Retriever | None = None,
     index: Any = None,
     resume: bool = False,
+    datasets: Sequence[Dataset] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (dataset, condition, item) not yet recorded; return all records."""
+    """Run every (dataset, condition, item) not yet recorded; return all records.
+    ``datasets``, when given, are ``cfg.datasets`` already loaded (and limited)."""
     cfg.check()
-    datasets: list[Dataset] = [load_dataset(d).limit(cfg.limit) for d in cfg.datasets]
+    if datasets is None:
+        datasets = [load_dataset(d).limit(cfg.limit) for d in cfg.datasets]
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "records.jsonl"
     if records_path.exists() and not resume and read_records(records_path):
@@ -216,9 +215,7 @@ async def run_eval(
             try:
                 answer = await agent.aask(item.question, prefill=prefill)
             except SpliceError as exc:  # e.g. an oversized question: recorded, not fatal
-                rec = {"dataset": ds.name, "condition": label, "id": item.id,
-                       "question": item.question, "answers": item.answers,
-                       "answerable": item.answerable, "answer": "", "grade": "ERROR",
+                rec = {**_item_fields(item, ds.name, label), "answer": "", "grade": "ERROR",
                        "error": str(exc), "latency_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
             else:
                 rec = _record(item, ds.name, label, answer, time.perf_counter() - t0)
@@ -259,7 +256,3 @@ def regrade_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 rec["grade"] = rec["rule_grade"]
         out.append(rec)
     return out
-
-
-def grade_counts(records: Sequence[dict[str, Any]]) -> Counter[str]:
-    return Counter(r["grade"] for r in records)

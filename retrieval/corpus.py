@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from serving.errors import CorpusError
 
 from .chunking import Document
 
-__all__ = ["read_documents", "SUFFIXES"]
+__all__ = ["read_documents", "read_jsonl_documents", "iter_jsonl", "SUFFIXES"]
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -47,25 +48,35 @@ def _row_document(row: object, where: str, fallback_id: str) -> Document:
     return Document(id=str(rid), title=title.strip(), text=text.strip(), source=str(source))
 
 
-def _read_jsonl(path: Path, on_bad: OnBad | None) -> Iterator[Document]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed row) for each non-blank line; a line that is not UTF-8 JSON
+    yields its ``UnicodeDecodeError``/``JSONDecodeError`` instead, so the caller decides
+    whether to stop or skip it."""
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8").strip()
-                if not line:
-                    continue
-                yield _row_document(json.loads(line), where, f"{path.stem}-{lineno}")
+                if line:
+                    yield lineno, json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                bad = CorpusError(where, f"not valid UTF-8 JSON ({exc.__class__.__name__}: "
-                                         f"{str(exc).splitlines()[0]})")  # fmt: skip
-                if on_bad is None:
-                    raise bad from None
-                on_bad(bad)
-            except CorpusError as exc:
-                if on_bad is None:
-                    raise
-                on_bad(exc)
+                yield lineno, exc
+
+
+def read_jsonl_documents(path: Path, on_bad: OnBad | None = None) -> Iterator[Document]:
+    """Documents from one JSONL file, whatever its suffix."""
+    if not path.is_file():
+        raise CorpusError(str(path), "no such file")
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        try:
+            if isinstance(row, (UnicodeDecodeError, json.JSONDecodeError)):
+                raise CorpusError(where, f"not valid UTF-8 JSON ({row.__class__.__name__}: "
+                                         f"{str(row).splitlines()[0]})")  # fmt: skip
+            yield _row_document(row, where, f"{path.stem}-{lineno}")
+        except CorpusError as exc:
+            if on_bad is None:
+                raise
+            on_bad(exc)
 
 
 def _read_text(path: Path, doc_id: str) -> Document | None:
@@ -120,7 +131,7 @@ def read_documents(inputs: Sequence[Path | str], on_bad: OnBad | None = None) ->
     for path, root in _files([Path(p) for p in inputs]):
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            yield from _read_jsonl(path, on_bad)
+            yield from read_jsonl_documents(path, on_bad)
             continue
         doc_id = path.relative_to(root).as_posix()
         try:

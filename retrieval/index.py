@@ -9,7 +9,6 @@ always, checksums on request) and against the embedder asked for.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,8 @@ from serving.errors import (
     IndexMismatchError,
     IndexNotFoundError,
 )
+
+from serving.files import sha256_file
 
 from .chunking import Chunk, ChunkConfig, Document, chunk_document
 from .embedder import Embedder
@@ -160,14 +161,6 @@ def _set_search_params(index: Any, params: IndexParams) -> None:
         pass  # not an IVF index
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -236,7 +229,7 @@ class LocalIndex:
             if f.stat().st_size != entry.size:
                 raise IndexCorruptError(
                     path, f"{name} is {f.stat().st_size:,} bytes, expected {entry.size:,}")
-            if verify and _sha256(f) != entry.sha256:
+            if verify and sha256_file(f) != entry.sha256:
                 raise IndexCorruptError(path, f"{name} fails its sha256 checksum")
         if isinstance(embedder, str):
             embedder = Embedder(embedder)
@@ -372,7 +365,7 @@ class LocalIndex:
         report = BuildReport()
         t0 = time.perf_counter()
         docs = list(documents)
-        known = self._known_doc_ids([d.id for d in docs])
+        known = self.store.existing_docs([d.id for d in docs])
         chunks = self._new_chunks(docs, self.embedder, self.manifest.chunking, known, report,
                                   on_stage)  # fmt: skip
         if not chunks:
@@ -399,16 +392,6 @@ class LocalIndex:
         report.passages = len(chunks)
         report.seconds = time.perf_counter() - t0
         return report
-
-    def _known_doc_ids(self, ids: Sequence[str]) -> set[str]:
-        rows = self.store.db.execute
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            found.update(r[0] for r in rows(
-                f"SELECT DISTINCT doc_id FROM passages WHERE doc_id IN ({marks})", part))  # fmt: skip
-        return found
 
     def _cpu_index(self):  # type: ignore[no-untyped-def]
         faiss = _faiss()
@@ -451,7 +434,7 @@ def _write_faiss(index: Any, directory: Path) -> None:
 
 def _write_manifest(manifest: IndexManifest, directory: Path) -> None:
     manifest.files = {
-        name: FileEntry(size=(directory / name).stat().st_size, sha256=_sha256(directory / name))
+        name: FileEntry(size=(directory / name).stat().st_size, sha256=sha256_file(directory / name))
         for name in (FAISS_FILE, STORE_FILE)
     }
     tmp = directory / (MANIFEST + ".tmp")

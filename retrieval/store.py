@@ -41,14 +41,16 @@ class PassageStore:
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM passages").fetchone()[0])
 
-    def existing(self, ids: Iterable[str]) -> set[str]:
+    def existing_docs(self, doc_ids: Iterable[str]) -> set[str]:
+        """Which of ``doc_ids`` already have passages here (500 per query: SQLite's
+        variable limit)."""
         found: set[str] = set()
-        batch = list(ids)
+        batch = list(doc_ids)
         for i in range(0, len(batch), 500):
             part = batch[i : i + 500]
             marks = ",".join("?" * len(part))
             found.update(r[0] for r in self.db.execute(
-                f"SELECT id FROM passages WHERE id IN ({marks})", part))  # fmt: skip
+                f"SELECT DISTINCT doc_id FROM passages WHERE doc_id IN ({marks})", part))  # fmt: skip
         return found
 
     def insert(self, first_row: int, chunks: Sequence[Chunk]) -> None:

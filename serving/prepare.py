@@ -15,7 +15,6 @@ that looks prepared.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from unittest import mock
 from pydantic import BaseModel, ValidationError
 
 from .errors import DependencyMissingError, ModelNotPreparedError, PrepareError
+from .files import sha256_file
 from .settings import splice_home
 
 __all__ = [
@@ -85,14 +85,6 @@ def default_model_dir(home: Path | None = None) -> Path:
     return (home or splice_home()) / "models" / MODEL_DIRNAME
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_manifest(model_dir: Path) -> Manifest:
     path = model_dir / MANIFEST_NAME
     if not model_dir.exists():
@@ -125,7 +117,7 @@ def verify(model_dir: Path, *, full: bool = True) -> Manifest:
             raise CacheCorrupt(f"{name} is missing")
         if f.stat().st_size != manifest.sizes.get(name):
             raise CacheCorrupt(f"{name} has the wrong size")
-        if full and _sha256(f) != digest:
+        if full and sha256_file(f) != digest:
             raise CacheCorrupt(f"{name} fails its sha256 check")
     return manifest
 
@@ -260,10 +252,10 @@ def prepare(
             format_version=FORMAT_VERSION,
             source_package=SOURCE_PACKAGE,
             source_version=version,
-            source_sha256=_sha256(gguf),
+            source_sha256=sha256_file(gguf),
             dtype="float32",
             special_tokens=ids,
-            files={str(p.relative_to(tmp)): _sha256(p) for p in files},
+            files={str(p.relative_to(tmp)): sha256_file(p) for p in files},
             sizes={str(p.relative_to(tmp)): p.stat().st_size for p in files},
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Collection
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -109,10 +108,6 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._robots: dict[str, Any] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
-
-    @property
-    def allow_hosts(self) -> Collection[str]:
-        return self.s.allow_hosts
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from agent.tools import Passage, Retriever, ToolError
+from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
 from serving.errors import RetrievalError
 from serving.settings import splice_home
 
@@ -29,12 +28,9 @@ from .settings import WebSettings
 
 __all__ = ["WebRetriever", "HybridRetriever"]
 
-_WORD = re.compile(r"\w+")
-
-
 def _lexical(query: str, texts: Sequence[str]) -> np.ndarray:
-    q = {w for w in _WORD.findall(query.lower()) if len(w) > 2}
-    return np.array([len(q & set(_WORD.findall(t.lower()))) / (len(q) or 1) for t in texts])
+    q = word_terms(query)
+    return np.array([term_overlap(q, word_terms(t)) for t in texts])
 
 
 class WebRetriever(Retriever):

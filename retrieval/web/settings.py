@@ -39,7 +39,6 @@ class WebSettings(BaseSettings):
 
     results: int = Field(5, description="Search results asked of the backend.")
     pages: int = Field(3, description="Top results whose pages are fetched and read.")
-    passages: int = Field(3, description="Passages returned to the model.")
 
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
