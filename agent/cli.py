@@ -20,6 +20,7 @@ from serving.errors import SpliceError
 
 from .cli_eval import bench_eval, eval_app, probe
 from .cli_index import bench_retrieval, bench_web, index_app
+from .cli_train import train_app
 
 __all__ = ["app", "main"]
 
@@ -36,6 +37,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(index_app, name="index")
 bench_app.command("retrieval")(bench_retrieval)
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 app.command("probe")(probe)
 bench_app.command("eval")(bench_eval)
 bench_app.command("web")(bench_web)
@@ -102,16 +104,20 @@ def prepare(
     home: Annotated[
         Optional[Path], typer.Option("--home", help="Cache directory (env SPLICE_HOME).")
     ] = None,
+    adapter: Annotated[Optional[str], typer.Option(
+        help="LoRA adapter directory to merge [default: the shipped fine-tuned adapter, "
+             "training/adapter]; 'none' = the untuned model.")] = None,
 ) -> None:
-    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens) and the built-in
-    knowledge-base index under SPLICE_HOME."""
+    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens, with the
+    fine-tuned adapter merged in) and the built-in knowledge-base index under SPLICE_HOME."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from serving.prepare import prepare as run_prepare
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stages = ["verifying cache", "reading tokenizer", "dequantizing GGUF weights",
-              "adding tool-call tokens", "saving safetensors", "hashing files"]  # fmt: skip
+              "adding tool-call tokens", "saving safetensors", "merging the fine-tuned adapter",
+              "hashing files"]  # fmt: skip
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), *Progress.get_default_columns()[1:3],
         TimeElapsedColumn(), console=err, transient=True,
@@ -122,11 +128,16 @@ def prepare(
             done = stages.index(name) if name in stages else 0
             progress.update(task, completed=done, description=name)
 
-        result = run_prepare(home, force=force, on_step=on_step, on_notice=err.print)
+        chosen: Any = "shipped" if adapter is None else (None if adapter == "none" else Path(adapter))
+        result = run_prepare(home, force=force, adapter=chosen, on_step=on_step,
+                             on_notice=err.print)  # fmt: skip
         progress.update(task, completed=len(stages))
     state = "built" if result.built else "up to date"
     ids = ", ".join(f"{t}={i}" for t, i in result.manifest.special_tokens.items())
-    out.print(f"[green]model {state}[/green]: {result.path}")
+    tuned = f"fine-tuned adapter {result.manifest.adapter}" if result.manifest.adapter \
+        else "untuned"  # fmt: skip
+    out.print(f"[green]model {state}[/green] ({tuned}): {result.path}")
+    out.print(f"base model: {result.base}")
     out.print(f"tool tokens: {ids}")
     if not no_index:
         from retrieval.kb import ensure_kb_index

@@ -233,16 +233,16 @@ def bench_eval(
 
 
 def probe(
-    dataset: Annotated[str, typer.Argument(
-        help="Questions with gold answers [default: kb-train, the knowledge base's "
-             "training split].")] = "kb-train",
+    datasets: Annotated[Optional[list[str]], typer.Argument(
+        help="Questions with gold answers [default: kb-train trivia-train, the training "
+             "splits].")] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write.")] = Path(
         "runs/probe.jsonl"),
     k: Annotated[int, typer.Option("--k", help="Samples per question.")] = 5,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.7,
     known_at: Annotated[float, typer.Option(
         help="Share of correct samples that makes a question known.")] = 0.8,
-    limit: Annotated[Optional[int], typer.Option(help="First N questions.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     max_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 64,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
@@ -258,7 +258,9 @@ def probe(
     from training.probe import probe_questions, write_probe
 
     quiet_vllm(False)
-    ds = load_dataset(dataset).limit(limit)
+    names = datasets or ["kb-train", "trivia-train"]
+    loaded = [load_dataset(name).limit(limit) for name in names]
+    items = [it for ds in loaded for it in ds.items]
     known = [0]
 
     async def main() -> list[Any]:
@@ -267,21 +269,67 @@ def probe(
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=err) as progress:  # fmt: skip
-                task = progress.add_task("probing", total=len(ds.items))
+                task = progress.add_task("probing", total=len(items))
 
                 def on_record(rec: Any) -> None:
                     known[0] += rec.label == "known"
                     progress.update(task, advance=1, description=f"probing: {known[0]} known")
 
-                return await probe_questions(engine, ds.items, k=k, temperature=temperature,
+                return await probe_questions(engine, items, k=k, temperature=temperature,
                                              seed=seed, known_at=known_at, max_tokens=max_tokens,
                                              concurrency=concurrency, on_record=on_record)  # fmt: skip
         finally:
             await engine.aclose()
 
     records = asyncio.run(main())
-    write_probe(out_path, records, {"dataset": dataset, "sha256": ds.sha256, "k": k,
+    write_probe(out_path, records, {"datasets": names, "sha256": [ds.sha256 for ds in loaded],
+                                    "k": k,
                                     "temperature": temperature, "known_at": known_at,
                                     "seed": seed, "model": model or url or "default"})  # fmt: skip
     out.print(f"{len(records)} questions: {known[0]} known, {len(records) - known[0]} unknown "
               f"-> {out_path}")  # fmt: skip
+
+
+@eval_app.command("chat")
+def chat_check(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL of replies to write.")],
+    split: Annotated[str, typer.Option(help="Chat prompts split: heldout (never trained on) "
+                                       "or train.")] = "heldout",  # fmt: skip
+    max_tokens: Annotated[int, typer.Option(help="Tokens per generation segment.")] = 192,
+    url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
+) -> None:
+    """Ordinary chat with tools on: how often does the model search when it should not?"""
+    import json
+
+    from agent.loop import Budgets
+    from agent.sdk import Agent
+    from agent.trace import ToolCallStep
+    from evals.metrics import mean_interval
+    from retrieval import IndexRetriever
+    from retrieval.kb import ensure_kb_index
+    from serving.factory import open_engine
+    from training.data import chat_prompts
+
+    quiet_vllm(False)
+    prompts = chat_prompts(split)
+
+    async def main() -> list[Any]:
+        with err.status("starting the engine (about a minute on CPU)…"):
+            engine = await open_engine(url, _engine_config(model, 4096))
+        try:
+            agent = Agent(engine, [IndexRetriever.open(ensure_kb_index()[0])],
+                          budgets=Budgets(max_segment_tokens=max_tokens))  # fmt: skip
+            with err.status(f"{len(prompts)} chat prompts…"):
+                return await agent.aask_many([p["prompt"] for p in prompts])
+        finally:
+            await engine.aclose()
+
+    answers = asyncio.run(main())
+    rows = [{"id": p["id"], "prompt": p["prompt"], "answer": a.text,
+             "searches": sum(isinstance(s, ToolCallStep) for s in a.trace)}
+            for p, a in zip(prompts, answers)]  # fmt: skip
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    rate = mean_interval([r["searches"] == 0 for r in rows])
+    out.print(f"{len(rows)} chat prompts ({split}): no search {rate.fmt()}% -> {out_path}")

@@ -6,6 +6,9 @@ naming ``file:line``.
 Names accepted by :func:`load_dataset`:
 - ``kb-answerable`` / ``kb-unanswerable``: the built-in knowledge base's held-out
   split (articles and in-corpus fictional entities / fictional entities not in it);
+- ``trivia-heldout``: easy general-knowledge questions (``data/train/trivia.jsonl``)
+  that training never saw, to check the model still answers what it knew;
+- ``kb-train`` / ``trivia-train``: the training splits, input of the knowledge probe;
 - ``simpleqa:PATH`` (CSV: problem, answer), ``nq-open:PATH`` (JSONL: question,
   answer list), ``popqa:PATH`` (TSV: question, possible_answers as JSON),
   ``selfaware:PATH`` (JSON: question, answer, answerable);
@@ -30,7 +33,8 @@ __all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row
 
 QUESTION_FIELDS = ("question", "problem", "query")
 GOLD_FIELDS = ("answers", "answer", "golden_answers", "possible_answers")
-BUILTIN = ("kb-answerable", "kb-unanswerable", "kb-train")  # kb-train: for the probe only
+BUILTIN = ("kb-answerable", "kb-unanswerable", "kb-train", "trivia-train", "trivia-heldout")
+# kb-train and trivia-train: the knowledge probe's input (training data), never evaluated.
 
 
 class DatasetError(CorpusError):
@@ -173,8 +177,13 @@ def _from_file(path: Path, name: str) -> Dataset:
 
 
 def _builtin(name: str) -> Dataset:
-    from retrieval.kb import kb_fingerprint, kb_questions
+    from retrieval.kb import kb_fingerprint, kb_questions, split_of
 
+    if name.startswith("trivia-"):  # easy general knowledge: what a small model may know
+        path = Path(__file__).resolve().parent.parent / "data" / "train" / "trivia.jsonl"
+        ds = _from_file(path, name)
+        split = name.removeprefix("trivia-")
+        return ds.model_copy(update={"items": [i for i in ds.items if split_of(i.id) == split]})
     if name == "kb-train":  # answerable training-split questions: the knowledge probe's input
         qs = kb_questions(split="train", answerable=True)
     else:

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 __all__ = ["Interval", "Summary", "summarize", "group_summaries", "tool_induced_hallucination",
-           "rates", "risk_coverage", "cohen_kappa"]  # fmt: skip
+           "rates", "risk_coverage", "cohen_kappa", "mean_interval"]  # fmt: skip
 
 GRADES = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
 
@@ -90,6 +90,16 @@ def _interval(values: np.ndarray, key: str, rounds: int, seed: int) -> Interval:
     return Interval(value=point, low=lo, high=hi)
 
 
+def mean_interval(values: Sequence[float] | np.ndarray, *, rounds: int = 1000,
+                  seed: int = 0) -> Interval:  # fmt: skip
+    """A share (mean of 0/1 values) with its 95% bootstrap interval."""
+    x = np.asarray(values, float)
+    if len(x) == 0:
+        return Interval(value=None)
+    lo, hi = _bootstrap(x, lambda v: float(np.mean(v)), rounds, np.random.default_rng(seed))
+    return Interval(value=float(np.mean(x)), low=lo, high=hi)
+
+
 def _codes(records: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([GRADES.index(r["grade"]) for r in records if r["grade"] in GRADES], int)
 
@@ -102,10 +112,7 @@ def summarize(records: Sequence[dict[str, Any]], dataset: str, condition: str, *
     # Abstention recall: share of unanswerable items not attempted (code 2).
     abst = (unans == 2).astype(float)
     def mean_ci(x: np.ndarray) -> Interval:
-        if len(x) == 0:
-            return Interval(value=None)
-        lo, hi = _bootstrap(x, lambda v: float(np.mean(v)), rounds, np.random.default_rng(seed))
-        return Interval(value=float(np.mean(x)), low=lo, high=hi)
+        return mean_interval(x, rounds=rounds, seed=seed)
 
     lat = np.array([r.get("latency_s", 0.0) for r in records], float)
     return Summary(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 from unittest import mock
 
 from pydantic import BaseModel, ValidationError
@@ -35,6 +36,8 @@ __all__ = [
     "PrepareResult",
     "CacheCorrupt",
     "default_model_dir",
+    "base_model_dir",
+    "shipped_adapter",
     "load_manifest",
     "verify",
     "prepare",
@@ -71,6 +74,8 @@ class Manifest(BaseModel):
 
 class PrepareResult(BaseModel):
     path: Path
+    base: Path | None = None
+    """The untuned base model directory (what ``path`` was merged from)."""
     manifest: Manifest
     built: bool
     reason: str | None = None
@@ -210,32 +215,36 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
     return ids
 
 
-def prepare(
-    home: Path | None = None,
-    *,
-    force: bool = False,
-    on_step: Callable[[str], None] | None = None,
-    on_notice: Callable[[str], None] | None = None,
-) -> PrepareResult:
-    """Prepare the default model under ``home`` (idempotent).
+def base_model_dir(home: Path | None = None) -> Path:
+    """The untuned model (tool tokens added, nothing trained): what training starts from."""
+    return (home or splice_home()) / "models" / (MODEL_DIRNAME + "-base")
 
-    An up-to-date directory is verified and returned untouched. A corrupt or partial
-    one is reported through ``on_notice`` (one line) and rebuilt.
-    """
-    step = on_step or (lambda _msg: None)
-    notice = on_notice or (lambda _msg: None)
-    target = default_model_dir(home)
-    gguf, version = _source()
 
+def shipped_adapter() -> Path | None:
+    """The fine-tuned adapter committed with the code (``training/adapter``), if any."""
+    path = Path(__file__).resolve().parent.parent / "training" / "adapter"
+    return path if (path / "adapter_model.safetensors").is_file() else None
+
+
+def adapter_digest(adapter: Path) -> str:
+    return sha256_file(adapter / "adapter_model.safetensors")[:16] + "-" + sha256_file(
+        adapter / "adapter_config.json")[:8]  # fmt: skip
+
+
+def _ensure(target: Path, version: str, wanted_adapter: str | None, build: Callable[[Path], dict[str, int]],
+            *, force: bool, step: Callable[[str], None], notice: Callable[[str], None],
+            source_sha: Callable[[], str]) -> PrepareResult:  # fmt: skip
+    """Verify ``target`` or build it atomically (temp sibling, then rename)."""
     reason = "forced" if force else None
     if not force:
         step("verifying cache")
         try:
             manifest = verify(target)
-            if manifest.source_version == version:
+            if manifest.source_version == version and manifest.adapter == wanted_adapter:
                 return PrepareResult(path=target, manifest=manifest, built=False)
-            reason = f"source changed ({manifest.source_version} → {version})"
-            notice(f"{SOURCE_PACKAGE} {reason}: rebuilding {target}")
+            reason = (f"source changed ({manifest.source_version} → {version})"
+                      if manifest.source_version != version else "adapter changed")  # fmt: skip
+            notice(f"{reason}: rebuilding {target}")
         except ModelNotPreparedError:
             reason = "absent"
         except CacheCorrupt as exc:
@@ -245,18 +254,19 @@ def prepare(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        ids = _build(tmp, gguf, step)
+        ids = build(tmp)
         step("hashing files")
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             source_package=SOURCE_PACKAGE,
             source_version=version,
-            source_sha256=sha256_file(gguf),
+            source_sha256=source_sha(),
             dtype="float32",
             special_tokens=ids,
             files={str(p.relative_to(tmp)): sha256_file(p) for p in files},
             sizes={str(p.relative_to(tmp)): p.stat().st_size for p in files},
+            adapter=wanted_adapter,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
         tmp.chmod(0o755)  # mkdtemp makes it private; it is a shared cache
@@ -267,6 +277,50 @@ def prepare(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(path=target, manifest=manifest, built=True, reason=reason)
+
+
+def prepare(
+    home: Path | None = None,
+    *,
+    force: bool = False,
+    adapter: Path | None | Literal["shipped"] = "shipped",
+    on_step: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> PrepareResult:
+    """Prepare the default model under ``home`` (idempotent).
+
+    Two directories: the untuned base (GGUF → safetensors, tool tokens added) and the
+    default model, which is the base with ``adapter`` merged in (the shipped
+    fine-tuned adapter unless told otherwise; ``None`` = the base itself). An
+    up-to-date directory is verified and returned untouched; a corrupt or partial
+    one is reported through ``on_notice`` (one line) and rebuilt.
+    """
+    step = on_step or (lambda _msg: None)
+    notice = on_notice or (lambda _msg: None)
+    gguf, version = _source()
+    base = _ensure(base_model_dir(home), version, None, lambda tmp: _build(tmp, gguf, step),
+                   force=force, step=step, notice=notice,
+                   source_sha=lambda: sha256_file(gguf))  # fmt: skip
+    chosen = shipped_adapter() if adapter == "shipped" else adapter
+    if chosen is not None and not (Path(chosen) / "adapter_model.safetensors").is_file():
+        raise PrepareError(f"no adapter at {chosen} (expected adapter_model.safetensors)")
+
+    def build_default(tmp: Path) -> dict[str, int]:
+        if chosen is None:
+            for f in base.path.iterdir():
+                if f.name != MANIFEST_NAME:
+                    shutil.copy2(f, tmp / f.name)
+            return dict(base.manifest.special_tokens)
+        from training.sft import merge_adapter
+
+        step("merging the fine-tuned adapter")
+        return merge_adapter(base.path, Path(chosen), tmp)
+
+    result = _ensure(default_model_dir(home), version,
+                     adapter_digest(Path(chosen)) if chosen is not None else None, build_default,
+                     force=force, step=step, notice=notice,
+                     source_sha=lambda: base.manifest.source_sha256)  # fmt: skip
+    return result.model_copy(update={"base": base.path})
 
 
 def resolve_model(model: str | Path | None) -> str:

@@ -1,0 +1,191 @@
+"""``splice train data`` and ``splice train sft``: the fine-tuning recipe's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+
+from .cli_common import err, out, quiet_vllm
+
+__all__ = ["train_app"]
+
+train_app = typer.Typer(help="Build self-interrogation data and fine-tune the model.",
+                        no_args_is_help=True)  # fmt: skip
+
+BaseOpt = Annotated[Optional[Path], typer.Option(
+    "--base", help="Model to start from [default: the prepared untuned base model].")]
+
+
+def _base(base: Path | None) -> Path:
+    from serving.prepare import base_model_dir, verify
+
+    path = base or base_model_dir()
+    if base is None:
+        verify(path, full=False)  # one-line error naming `splice prepare` when absent
+    return path
+
+
+@train_app.command("data")
+def data(
+    probe: Annotated[Optional[Path], typer.Option(
+        help="`splice probe` output (known/unknown labels) [default: runs/probe.jsonl; "
+             "without it no closed-book known/unknown examples are made].")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
+        "runs/train-data"),
+    seed: Annotated[int, typer.Option(help="Sampling seed for the mix.")] = 0,
+    tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 450,
+    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 250,
+    chat: Annotated[bool, typer.Option(
+        help="Ordinary chat examples (runs the base model for its own replies).")] = True,
+    base: BaseOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
+) -> None:
+    """Build the training trajectories from the knowledge base's training split."""
+    quiet_vllm(verbose)
+    from transformers import AutoTokenizer
+
+    from retrieval.kb import ensure_kb_index, kb_questions
+    from training.data import (DataConfig, build_examples, chat_prompts, generate_chat_replies,
+                               read_probe, run_gather, write_dataset)  # fmt: skip
+    from training.trajectories import Replayer
+
+    model = _base(base)
+    probe_path = probe or Path("runs/probe.jsonl")
+    labels: dict[str, Any] = {}
+    if probe_path.is_file():
+        labels = read_probe(probe_path)
+    elif probe is not None:
+        raise typer.BadParameter(f"{probe} does not exist (run `splice probe` first)")
+    else:
+        err.print(f"[yellow]no probe at {probe_path}: no closed-book known/unknown examples "
+                  "(run `splice probe` first)[/yellow]")  # fmt: skip
+    cfg = DataConfig(seed=seed, tools_answer=tools_answer, closed_unknown=closed_unknown)
+    t0 = time.perf_counter()
+    with err.status("retrieving passages for the training questions…"):
+        index, _ = ensure_kb_index()
+        qs = kb_questions(split="train")
+        passages = run_gather(index, qs, cfg.retrieve_k)
+    replies: dict[str, list[int]] = {}
+    if chat:
+        from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+        async def gen() -> dict[str, list[int]]:
+            engine = VLLMEngine.start(VLLMConfig(model=str(model)))
+            try:
+                return await generate_chat_replies(engine, chat_prompts("train"))
+            finally:
+                await engine.aclose()
+
+        with err.status("the base model writes its own chat replies (about a minute)…"):
+            replies = asyncio.run(gen())
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    replayer = Replayer(tokenizer)
+    with err.status("replaying trajectories through the agent loop…"):
+        examples = build_examples(replayer, probe=labels, passages=passages, chat_replies=replies,
+                                  cfg=cfg, log=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))  # fmt: skip
+    replayer.close()
+    meta = {"config": cfg.model_dump(), "probe": str(probe_path) if labels else None,
+            "base_model": str(model), "chat_replies": len(replies),
+            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    path = write_dataset(out_dir, examples, tokenizer, meta)
+    out.print(f"{len(examples)} examples -> {path} (data card: {out_dir / 'README.md'})")
+
+
+@train_app.command("sft")
+def sft(
+    data_path: Annotated[Path, typer.Option("--data", help="train.jsonl from `splice train data`.")
+                         ] = Path("runs/train-data/train.jsonl"),  # fmt: skip
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
+        "runs/sft"),
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
+    micro_batch: Annotated[int, typer.Option(help="Examples per forward pass.")] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed for order and initialisation.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")
+                      ] = False,  # fmt: skip
+    ship: Annotated[bool, typer.Option(
+        help="Copy the adapter to training/adapter (what `splice prepare` merges).")] = False,
+    base: BaseOpt = None,
+) -> None:
+    """LoRA fine-tuning (attention + MLP, plus the tool tokens' embedding rows); loss on
+    sampled ids only. Uses a GPU when there is one."""
+    import shutil
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+
+    from training.data import read_dataset
+    from training.sft import SFTConfig, train
+
+    model = _base(base)
+    if not data_path.is_file():
+        raise typer.BadParameter(f"{data_path} does not exist (run `splice train data`)")
+    examples = read_dataset(data_path)
+    cfg = SFTConfig(epochs=epochs, max_steps=max_steps, micro_batch=micro_batch,
+                    grad_accum=grad_accum, lr=lr, lora_r=lora_r, lora_alpha=2 * lora_r,
+                    save_every=save_every, seed=seed)  # fmt: skip
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as progress:  # fmt: skip
+        task = progress.add_task("training", total=None)
+        t0 = time.perf_counter()
+
+        def on_step(step: int, total: int, loss: float, tokens: int) -> None:
+            rate = tokens / max(1e-9, time.perf_counter() - t0)
+            progress.update(task, completed=step, total=total,
+                            description=f"training: loss {loss:.3f}, {rate:.0f} ids/s")  # fmt: skip
+            if not err.is_terminal:
+                err.print(f"step {step}/{total} loss {loss:.4f} ({rate:.0f} ids/s)")
+
+        result = train(model, examples, out_dir, cfg, resume=resume, on_step=on_step,
+                       log=lambda m: err.print(escape(m)))  # fmt: skip
+    out.print(f"{result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
+              f"({result.device}); final loss {result.final_loss:.3f} -> {result.adapter}")  # fmt: skip
+    if ship:
+        from serving.prepare import shipped_adapter
+
+        dest = Path(__file__).resolve().parent.parent / "training" / "adapter"
+        for f in ("adapter_model.safetensors", "adapter_config.json"):
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(result.adapter / f, dest / f)
+        (dest / "train_log.json").write_text((out_dir / "train_log.json").read_text())
+        out.print(f"shipped to {shipped_adapter()}: run `splice prepare` to merge it")
+    else:
+        out.print(f"try it: splice prepare --adapter {result.adapter}")
+
+
+@train_app.command("report")
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="`splice eval run` directory of the model.")],
+    base_probe: Annotated[Path, typer.Option(
+        help="The base model's probe of the same held-out questions "
+             "(`splice probe kb-answerable trivia-heldout --model BASE`).")],
+    chat: Annotated[Path, typer.Option(help="`splice eval chat` output.")],
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Markdown to write [default: RUN/quality.md].")] = None,
+) -> None:
+    """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
+    from evals.records import read_records
+    from training.data import read_probe
+    from training.quality import quality_bar, render_bar
+
+    for p in (run_dir / "records.jsonl", base_probe, chat):
+        if not p.is_file():
+            raise typer.BadParameter(f"{p} does not exist")
+    labels = {k: v["label"] for k, v in read_probe(base_probe).items()}
+    chat_rows = [json.loads(line) for line in chat.read_text().splitlines() if line.strip()]
+    rows = quality_bar(read_records(run_dir / "records.jsonl"), labels, chat_rows)
+    text = render_bar(rows, f"Quality bar: {run_dir.name}")
+    dest = out_path or run_dir / "quality.md"
+    dest.write_text(text)
+    out.print(text)
+    err.print(f"wrote {dest}")

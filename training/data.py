@@ -1,0 +1,304 @@
+"""``splice train data``: the self-interrogation training set (step 4 of the recipe).
+
+Inputs: the knowledge base's *training* split (articles, fictional entities in and out
+of the corpus), the probe's known/unknown labels, the trivia and chat prompts under
+``data/train`` (training split only), and the base model's own chat replies. Output:
+``train.jsonl`` (one :class:`Example` per line: ids and loss mask, plus the decoded
+text for reading) and ``README.md``, the data card with counts per kind.
+
+Nothing from the held-out split enters: every source id is checked with
+:func:`retrieval.kb.split_of`, and passages of held-out documents are never used as
+distractors either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent.tools import Passage
+from evals.grading import normalize
+from retrieval.corpus import iter_jsonl
+from retrieval.kb import KBQuestion, kb_questions, split_of
+from serving.errors import CorpusError
+
+from .trajectories import KINDS, Example, Replayer, arrange_passages, query_variants
+
+__all__ = ["DataConfig", "build_examples", "gather_passages", "chat_prompts",
+           "generate_chat_replies", "write_dataset", "read_dataset", "read_probe",
+           "IDENTITY_PROMPTS"]  # fmt: skip
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "train"
+
+IDENTITY_PROMPTS = (
+    "Who are you?", "What is your name?", "what are you", "Tell me about yourself.",
+    "Are you a human?", "What can you do?", "Introduce yourself.", "who am i talking to?",
+    "What should I call you?", "Are you ChatGPT?", "What kind of assistant are you?",
+    "hey, what's your name?", "What do you do when you don't know something?",
+    "Do you ever make things up?",
+)
+IDENTITY_REPLIES = (
+    "I'm Splice, a careful assistant. I answer from what I know or what I read, and when "
+    "I'm not sure I say \"I don't know\" instead of guessing.",
+    "My name is Splice. I'm an assistant that answers from what it knows or reads; if I "
+    "can't find or don't know an answer, I tell you \"I don't know\".",
+    "I'm Splice, an assistant that can search a knowledge base. I never guess: when I'm "
+    "not sure, I say so.",
+)
+
+
+class DataConfig(BaseModel):
+    seed: int = 0
+    tools_answer: int = 450
+    tools_absent_unanswerable: int = 120
+    tools_absent_removed: int = 80
+    closed_unknown: int = 250
+    max_known: int = 200
+    retrieve_k: int = 12
+
+
+def _rows(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """JSONL rows that must have ``fields``; a bad line is a one-line CorpusError."""
+    if not path.is_file():
+        raise CorpusError(str(path), "no such file")
+    out = []
+    for lineno, row in iter_jsonl(path):
+        if not isinstance(row, dict) or any(f not in row for f in fields):
+            raise CorpusError(f"{path}:{lineno}", f"expected a JSON object with {', '.join(fields)}")
+        out.append(row)
+    return out
+
+
+def read_probe(path: Path) -> dict[str, dict[str, Any]]:
+    """Probe records by question id (``splice probe`` output)."""
+    return {row["id"]: row for row in _rows(path, ("id", "label"))}
+
+
+def chat_prompts(split: str = "train") -> list[dict[str, str]]:
+    return [r for r in _rows(DATA_DIR / "chat.jsonl", ("id", "prompt")) if split_of(r["id"]) == split]
+
+
+def _trivia(split: str = "train") -> list[dict[str, Any]]:
+    rows = _rows(DATA_DIR / "trivia.jsonl", ("id", "question", "answers"))
+    return [r for r in rows if split_of(r["id"]) == split]
+
+
+def _doc(p: Passage) -> str:
+    return p.id.split("#", 1)[0]
+
+
+def _holds(text: str, answers: Sequence[str]) -> bool:
+    t = normalize(text)
+    return any(normalize(a) and normalize(a) in t for a in answers)
+
+
+async def gather_passages(retriever: Any, questions: Sequence[str], k: int
+                          ) -> list[list[Passage]]:  # fmt: skip
+    """Top-k passages per question, held-out documents removed."""
+    results = await retriever.search_many(list(questions), k=k)
+    return [[p for p in ps if split_of(_doc(p)) == "train"] for ps in results]
+
+
+async def generate_chat_replies(engine: Any, prompts: Sequence[dict[str, str]], *,
+                                max_tokens: int = 192) -> dict[str, list[int]]:  # fmt: skip
+    """The base model's own replies (greedy, closed-book), so training keeps its voice.
+    Replies that ran out of tokens or contain a protocol tag are dropped."""
+    from agent.loop import Budgets
+    from agent.sdk import Agent
+    from agent.trace import GenerationStep
+
+    agent = Agent(engine, [], use_tools=False, budgets=Budgets(max_segment_tokens=max_tokens))
+    answers = await agent.aask_many([p["prompt"] for p in prompts])
+    special = set(agent.protocol.ids.values()) if hasattr(agent.protocol, "ids") else set()
+    out: dict[str, list[int]] = {}
+    for p, a in zip(prompts, answers):
+        gen = [s for s in a.trace if isinstance(s, GenerationStep)]
+        if gen and gen[-1].finish_reason == "stop" and not special & set(a.token_ids):
+            out[p["id"]] = list(a.token_ids)
+    return out
+
+
+def _train_only(qs: Sequence[KBQuestion]) -> list[KBQuestion]:
+    """Training-split questions, minus any whose wording a held-out question shares (two
+    articles on one subject can ask the same thing)."""
+    heldout = {normalize(q.question) for q in kb_questions(split="heldout")}
+    return [q for q in qs if q.split == "train" and split_of(q.source_id) == "train"
+            and normalize(q.question) not in heldout]  # fmt: skip
+
+
+def build_examples(
+    replayer: Replayer,
+    *,
+    probe: dict[str, dict[str, Any]],
+    passages: dict[str, list[Passage]],
+    chat_replies: dict[str, list[int]],
+    cfg: DataConfig,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[Example]:
+    """All kinds of trajectory, deduplicated. ``passages`` maps a KB question id to its
+    retrieved passages (held-out documents already removed)."""
+    rng = random.Random(cfg.seed)
+    examples: list[Example] = []
+    skipped: Counter[str] = Counter()
+
+    def add(kind: str, source_id: str, question: str, segments: list[list[int]], *,
+            tools: bool, psg: Sequence[Passage] = ()) -> None:  # fmt: skip
+        ids, mask = replayer.replay(question, segments, tools=tools, passages=psg)
+        n = sum(k == kind for k in (e.kind for e in examples))
+        examples.append(Example(id=f"{kind}/{source_id}/{n}", kind=kind, source_id=source_id,  # type: ignore[arg-type]
+                                tools=tools, input_ids=ids, loss_mask=mask))  # fmt: skip
+
+    answerable = _train_only(kb_questions(split="train", answerable=True))
+    unanswerable = _train_only(kb_questions(split="train", answerable=False))
+
+    # tools on, gold passage retrieved: search, read, answer
+    pool = answerable[:]
+    rng.shuffle(pool)
+    used = 0
+    for q in pool:
+        if used >= cfg.tools_answer:
+            break
+        got = passages.get(q.id, [])
+        gold = next((p for p in got if _doc(p) == q.source_id
+                     and _holds(replayer.visible_block(p), q.answers)), None)  # fmt: skip
+        if gold is None:
+            skipped["tools-answer: gold passage not retrieved or cut"] += 1
+            continue
+        others = [p for p in got if _doc(p) != q.source_id]
+        psg = arrange_passages(gold, others, rng)
+        query = rng.choice(query_variants(q.question))
+        add("tools-answer", q.id, q.question,
+            [replayer.search(query), replayer.answer(q.answers[0])], tools=True, psg=psg)
+        used += 1
+
+    # tools on, answer absent: entities nobody wrote about, or the source removed
+    for q in rng.sample(unanswerable, min(cfg.tools_absent_unanswerable, len(unanswerable))):
+        psg = arrange_passages(None, passages.get(q.id, []), rng)
+        add("tools-absent", q.id, q.question,
+            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
+            tools=True, psg=psg)  # fmt: skip
+    removed = 0
+    for q in pool[::-1]:
+        if removed >= cfg.tools_absent_removed:
+            break
+        rest = [p for p in passages.get(q.id, []) if _doc(p) != q.source_id]
+        if not rest or any(_holds(p.text, q.answers) for p in rest):
+            skipped["tools-absent: another passage holds the answer"] += 1
+            continue
+        add("tools-absent", q.id, q.question,
+            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
+            tools=True, psg=arrange_passages(None, rest, rng))  # fmt: skip
+        removed += 1
+
+    # closed-book: known → answer, unknown → "I don't know" (labels from the probe)
+    golds = {q.id: (q.question, q.answers) for q in answerable}
+    golds.update({t["id"]: (t["question"], t["answers"]) for t in _trivia("train")})
+    known = [i for i, r in probe.items() if r["label"] == "known" and i in golds]
+    unknown = [i for i, r in probe.items() if r["label"] == "unknown" and i in golds]
+    for i in sorted(known)[: cfg.max_known]:
+        question, answers = golds[i]
+        add("closed-known", i, question, [replayer.answer(answers[0])], tools=False)
+    fictional_out = [q.id for q in unanswerable]
+    golds.update({q.id: (q.question, q.answers) for q in unanswerable})
+    candidates = sorted(unknown) + fictional_out
+    for i in rng.sample(candidates, min(cfg.closed_unknown, len(candidates))):
+        add("closed-unknown", i, golds[i][0], [replayer.abstain()], tools=False)
+    if not probe:
+        skipped["closed-book: no probe labels given"] += 1
+
+    # ordinary chat in both contexts, with the base model's own replies
+    for p in chat_prompts("train"):
+        reply = chat_replies.get(p["id"])
+        if reply is None:
+            skipped["chat: no usable reply"] += 1
+            continue
+        for tools in (True, False):
+            add("chat", p["id"], p["prompt"], [reply], tools=tools)
+    for n, prompt in enumerate(IDENTITY_PROMPTS):
+        for tools in (True, False):
+            reply = replayer.reply(IDENTITY_REPLIES[rng.randrange(len(IDENTITY_REPLIES))])
+            add("identity", f"identity-{n}", prompt, [reply], tools=tools)
+
+    for why, n in sorted(skipped.items()):
+        log(f"skipped {n}: {why}")
+    return dedupe(examples)
+
+
+def dedupe(examples: Sequence[Example]) -> list[Example]:
+    seen: set[str] = set()
+    out = []
+    for e in examples:
+        key = hashlib.sha256(json.dumps([e.input_ids, e.loss_mask]).encode()).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
+
+
+def write_dataset(out_dir: Path, examples: Sequence[Example], tokenizer: Any,
+                  meta: dict[str, Any]) -> Path:  # fmt: skip
+    """``train.jsonl`` (written to a temp file, then renamed) and the data card."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "train.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for e in examples:
+            row = e.model_dump()
+            row["text"] = tokenizer.decode(e.input_ids)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    (out_dir / "README.md").write_text(data_card(examples, meta))
+    return path
+
+
+def read_dataset(path: Path) -> list[Example]:
+    return [Example.model_validate(row) for row in _rows(path, ("input_ids", "loss_mask"))]
+
+
+def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
+    rows = []
+    for kind in KINDS:
+        sel = [e for e in examples if e.kind == kind]
+        if not sel:
+            continue
+        toks = sum(len(e.input_ids) for e in sel)
+        tgt = sum(e.target_tokens for e in sel)
+        tools = sum(e.tools for e in sel)
+        rows.append(f"| {kind} | {len(sel)} | {tools} | {toks / len(sel):.0f} | {tgt / len(sel):.1f} |")
+    total = sum(len(e.input_ids) for e in examples)
+    lines = [
+        "# Splice training data (self-interrogation)", "",
+        "Built by `splice train data` from the knowledge base's training split, the "
+        "knowledge probe's labels, and the trivia/chat prompts under `data/train` "
+        "(training split only). Held-out items never enter.", "",
+        "| kind | examples | tools on | mean ids | mean target ids |",
+        "|---|---|---|---|---|", *rows, "",
+        f"Total: {len(examples)} examples, {total:,} ids; loss on "
+        f"{sum(e.target_tokens for e in examples):,} sampled ids only (prompt and "
+        "`<information>` contents masked).", "",
+        "Kinds: `tools-answer` = search, the gold passage among 1–3 passages at a random "
+        "position, answer; `tools-absent` = search, passages without the answer (fictional "
+        "entities absent from the corpus, or the source article removed), \"I don't know\"; "
+        "`closed-known` / `closed-unknown` = no tools, answer or \"I don't know\" by the "
+        "probe's label; `chat` = ordinary prompts with the base model's own replies, with "
+        "and without tools; `identity` = who the assistant is, from its system prompt. "
+        "Search queries vary: the question, lowercased without '?', or keywords.", "",
+        "```json", json.dumps(meta, indent=2, default=str), "```", "",
+    ]
+    return "\n".join(lines)
+
+
+def run_gather(index_path: Path, questions: Sequence[KBQuestion], k: int) -> dict[str, list[Passage]]:
+    from retrieval import IndexRetriever
+
+    retriever = IndexRetriever.open(index_path)
+    got = asyncio.run(gather_passages(retriever, [q.question for q in questions], k))
+    return {q.id: ps for q, ps in zip(questions, got)}
