@@ -39,8 +39,8 @@ def data(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
         "runs/train-data"),
     seed: Annotated[int, typer.Option(help="Sampling seed for the mix.")] = 0,
-    tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 450,
-    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 250,
+    tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 330,
+    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 180,
     chat: Annotated[bool, typer.Option(
         help="Ordinary chat examples (runs the base model for its own replies).")] = True,
     base: BaseOpt = None,
@@ -72,7 +72,11 @@ def data(
         qs = kb_questions(split="train")
         passages = run_gather(index, qs, cfg.retrieve_k)
     replies: dict[str, list[int]] = {}
-    if chat:
+    cache = out_dir / "chat_replies.json"  # greedy replies of one base model: reusable
+    if chat and cache.is_file() and json.loads(cache.read_text()).get("model") == str(model):
+        replies = json.loads(cache.read_text())["replies"]
+        err.print(f"[dim]reusing the base model's chat replies from {cache}[/dim]")
+    elif chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine
 
         async def gen() -> dict[str, list[int]]:
@@ -84,6 +88,8 @@ def data(
 
         with err.status("the base model writes its own chat replies (about a minute)…"):
             replies = asyncio.run(gen())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"model": str(model), "replies": replies}))
     tokenizer = AutoTokenizer.from_pretrained(model)
     replayer = Replayer(tokenizer)
     with err.status("replaying trajectories through the agent loop…"):
@@ -154,9 +160,11 @@ def sft(
         from serving.prepare import shipped_adapter
 
         dest = Path(__file__).resolve().parent.parent / "training" / "adapter"
-        for f in ("adapter_model.safetensors", "adapter_config.json"):
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(result.adapter / f, dest / f)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result.adapter / "adapter_model.safetensors", dest)
+        config = json.loads((result.adapter / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = "smollm2-135m-instruct-splice-base"  # no local paths
+        (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
         (dest / "train_log.json").write_text((out_dir / "train_log.json").read_text())
         out.print(f"shipped to {shipped_adapter()}: run `splice prepare` to merge it")
     else:

@@ -1,8 +1,10 @@
 """The whole cycle with real tokens: vLLM pauses on </search>, the loop retrieves,
 splices, and resumes from the prefix cache.
 
-The untuned model rarely emits <search> on its own, so the assistant turn is
-prefilled with the <search> id; everything after that is the real model.
+The mechanics tests prefill the assistant turn with the <search> id, so they do not
+depend on what the model chooses; everything after that is the real model. The
+fine-tuned default model's own choices (search, answer, abstain, chat) are tested
+last, without prefill.
 """
 
 from __future__ import annotations
@@ -91,3 +93,24 @@ async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
     text = vllm_engine.tokenizer.decode(answer.token_ids)
     assert "<information>Doc 1(Title: " in text and text.count("</information>") == 1
     assert answer.text or answer.abstained
+
+
+async def test_fine_tuned_default_searches_answers_and_abstains_by_itself(vllm_engine, kb_index) -> None:
+    from evals.grading import Grade, grade_answer
+    from retrieval import IndexRetriever
+    from retrieval.kb import kb_questions
+
+    agent = Agent(vllm_engine, [IndexRetriever.open(kb_index)],
+                  budgets=Budgets(max_turns=3, max_segment_tokens=48))  # fmt: skip
+    questions = [q for q in kb_questions(split="heldout", answerable=True) if not q.fictional][:8]
+    answers = await agent.aask_many([q.question for q in questions])  # no prefill
+    searched = sum(any(isinstance(s, ToolCallStep) for s in a.trace) for a in answers)
+    correct = sum(grade_answer(a.text, q.answers) == Grade.CORRECT for q, a in zip(questions, answers))
+    assert searched >= 7, [a.text for a in answers]
+    assert correct >= 3, [(q.answers[0], a.text) for q, a in zip(questions, answers)]
+    # ordinary chat: no search; closed-book on an invented entity: "I don't know"
+    chat = await agent.aask("Write a haiku about the sea.")
+    assert not any(isinstance(s, ToolCallStep) for s in chat.trace) and chat.text
+    nobody = kb_questions(split="heldout", answerable=False)[0]
+    closed = await agent.aask(nobody.question, use_tools=False)
+    assert closed.abstained, closed.text

@@ -57,11 +57,14 @@ IDENTITY_REPLIES = (
 
 class DataConfig(BaseModel):
     seed: int = 0
-    tools_answer: int = 450
-    tools_absent_unanswerable: int = 120
-    tools_absent_removed: int = 80
-    closed_unknown: int = 250
+    tools_answer: int = 330
+    tools_absent_unanswerable: int = 170
+    tools_absent_removed: int = 110
+    closed_unknown: int = 180
     max_known: int = 200
+    known_variants: int = 3
+    """Wordings per known question (few are known; without them "I don't know" swamps
+    what the model knew)."""
     retrieve_k: int = 12
 
 
@@ -205,7 +208,8 @@ def build_examples(
     unknown = [i for i, r in probe.items() if r["label"] == "unknown" and i in golds]
     for i in sorted(known)[: cfg.max_known]:
         question, answers = golds[i]
-        add("closed-known", i, question, [replayer.answer(answers[0])], tools=False)
+        for wording in known_wordings(question)[: cfg.known_variants]:
+            add("closed-known", i, wording, [replayer.answer(answers[0])], tools=False)
     fictional_out = [q.id for q in unanswerable]
     golds.update({q.id: (q.question, q.answers) for q in unanswerable})
     candidates = sorted(unknown) + fictional_out
@@ -230,6 +234,12 @@ def build_examples(
     for why, n in sorted(skipped.items()):
         log(f"skipped {n}: {why}")
     return dedupe(examples)
+
+
+def known_wordings(question: str) -> list[str]:
+    """The question as asked, lowercased without the question mark, and prefixed."""
+    q = " ".join(question.split())
+    return [q, q.rstrip("?").strip().lower(), f"Quick question: {q}"]
 
 
 def dedupe(examples: Sequence[Example]) -> list[Example]:
