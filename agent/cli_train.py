@@ -39,8 +39,12 @@ def data(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
         "runs/train-data"),
     seed: Annotated[int, typer.Option(help="Sampling seed for the mix.")] = 0,
-    tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 330,
-    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 180,
+    tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 450,
+    tools_absent: Annotated[int, typer.Option(
+        help="Search→no answer in the passages→\"I don't know\" examples.")] = 200,
+    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 250,
+    known_variants: Annotated[int, typer.Option(
+        help="Wordings per question the model knew (1-3).")] = 1,
     chat: Annotated[bool, typer.Option(
         help="Ordinary chat examples (runs the base model for its own replies).")] = True,
     base: BaseOpt = None,
@@ -65,7 +69,11 @@ def data(
     else:
         err.print(f"[yellow]no probe at {probe_path}: no closed-book known/unknown examples "
                   "(run `splice probe` first)[/yellow]")  # fmt: skip
-    cfg = DataConfig(seed=seed, tools_answer=tools_answer, closed_unknown=closed_unknown)
+    # 60/40 between entities nobody wrote about and questions with their source removed
+    cfg = DataConfig(seed=seed, tools_answer=tools_answer, closed_unknown=closed_unknown,
+                     tools_absent_unanswerable=tools_absent * 3 // 5,
+                     tools_absent_removed=tools_absent - tools_absent * 3 // 5,
+                     known_variants=known_variants)  # fmt: skip
     t0 = time.perf_counter()
     with err.status("retrieving passages for the training questions…"):
         index, _ = ensure_kb_index()

@@ -13,7 +13,7 @@ import pytest
 
 from agent.loop import Budgets
 from agent.sdk import Agent
-from agent.tools import InMemoryRetriever, Passage
+from agent.tools import InMemoryRetriever, Passage, Retriever
 from agent.trace import AnswerEvent, GenerationStep, TokenEvent, ToolCallStep, ToolResultStep
 
 pytestmark = pytest.mark.vllm
@@ -83,8 +83,16 @@ async def test_ask_many_searches_the_built_in_knowledge_base(vllm_engine, kb_ind
     assert retriever.batches <= len(questions)
 
 
+class _Always(Retriever):
+    """Returns the passages whatever the query: the layout test must not depend on
+    the query the model writes (the fine-tuned model was never trained on search-r1)."""
+
+    async def search(self, query: str, k: int = 3) -> list[Passage]:
+        return KB[:k]
+
+
 async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
-    agent = Agent(vllm_engine, [InMemoryRetriever(KB)], protocol="search-r1",
+    agent = Agent(vllm_engine, [_Always()], protocol="search-r1",
                   budgets=Budgets(max_turns=2, max_segment_tokens=24))  # fmt: skip
     prefill = agent.protocol.prompt_prefill_ids("search")
     answer = await agent.aask("What is the capital of France?", prefill=prefill)

@@ -199,4 +199,4 @@ def test_quality_bar_from_records() -> None:
     assert rows["known_correct"].value.value == 0.5
     assert rows["chat_no_search"].value.value == 0.75
     text = render_bar(list(rows.values()))
-    assert "| tools on | factual questions that get <search> | ≥ 95% | 5 | 80.0" in text
+    assert "| tools on | factual questions that get `<search>` | ≥ 95% | 5 | 80.0" in text

@@ -57,14 +57,15 @@ IDENTITY_REPLIES = (
 
 class DataConfig(BaseModel):
     seed: int = 0
-    tools_answer: int = 330
-    tools_absent_unanswerable: int = 170
-    tools_absent_removed: int = 110
-    closed_unknown: int = 180
+    tools_answer: int = 450
+    tools_absent_unanswerable: int = 120
+    tools_absent_removed: int = 80
+    closed_unknown: int = 250
     max_known: int = 200
-    known_variants: int = 3
-    """Wordings per known question (few are known; without them "I don't know" swamps
-    what the model knew)."""
+    known_variants: int = 1
+    """Wordings per known question (up to 3: as asked, lowercased, prefixed). Few
+    questions are known, so more wordings give them more weight against the many
+    "I don't know" examples."""
     retrieve_k: int = 12
 
 

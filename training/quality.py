@@ -18,7 +18,7 @@ __all__ = ["BarRow", "quality_bar", "render_bar", "GOALS"]
 
 GOALS: dict[str, tuple[str, str, float, bool]] = {
     # key: (condition, measure, goal, higher is better)
-    "search": ("tools on", "factual questions that get <search>", 0.95, True),
+    "search": ("tools on", "factual questions that get `<search>`", 0.95, True),
     "retrieved_correct": ("tools on", "answerable, passage retrieved: answered correctly",
                           0.60, True),  # fmt: skip
     "absent_hallucination": ("tools on", "answer not in the corpus: hallucination", 0.10, False),
