@@ -81,8 +81,9 @@ def data(
         passages = run_gather(index, qs, cfg.retrieve_k)
     replies: dict[str, list[int]] = {}
     cache = out_dir / "chat_replies.json"  # greedy replies of one base model: reusable
-    if chat and cache.is_file() and json.loads(cache.read_text()).get("model") == str(model):
-        replies = json.loads(cache.read_text())["replies"]
+    cached = json.loads(cache.read_text()) if chat and cache.is_file() else {}
+    if cached.get("model") == str(model):
+        replies = cached["replies"]
         err.print(f"[dim]reusing the base model's chat replies from {cache}[/dim]")
     elif chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine

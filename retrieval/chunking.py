@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 __all__ = ["Document", "Chunk", "ChunkConfig", "chunk_document", "chunk_documents",
-           "word_spans", "sentence_spans"]  # fmt: skip
+           "word_spans", "sentence_spans", "doc_id_of"]  # fmt: skip
 
 Spans = list[tuple[int, int]]
 SpanFn = Callable[[str], Spans]
@@ -140,6 +140,11 @@ def chunk_document(
               text=text[s:e], source=doc.source, start=s, end=e)  # fmt: skip
         for n, (s, e) in enumerate(windows)
     ]
+
+
+def doc_id_of(chunk_id: str) -> str:
+    """The document a chunk id belongs to (``doc`` or ``doc#n``, as made above)."""
+    return chunk_id.split("#", 1)[0]
 
 
 def chunk_documents(

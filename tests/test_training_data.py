@@ -24,7 +24,7 @@ def replayer(tokenizer):
 
 
 def _segments(ex: Example, tokenizer) -> tuple[str, str]:
-    """(decoded loss ids, decoded masked ids after the prompt)."""
+    """(decoded loss ids, the whole sequence decoded)."""
     sampled = [i for i, m in zip(ex.input_ids, ex.loss_mask) if m]
     return tokenizer.decode(sampled), tokenizer.decode(ex.input_ids)
 
@@ -132,7 +132,7 @@ def test_no_heldout_item_leaks_into_training(replayer: Replayer, tokenizer, tmp_
     joined = "\n".join(texts)
     assert not [q.question for q in heldout if q.question in joined]
     assert not [p["prompt"] for p in chat_prompts("heldout") if f"\n{p['prompt']}<|im_end|>" in joined]
-    # absent-answer examples abstain, answer examples quote the gold
+    # absent-answer examples search, then abstain
     for e in examples:
         sampled = tokenizer.decode([i for i, m in zip(e.input_ids, e.loss_mask) if m])
         if e.kind == "tools-absent":

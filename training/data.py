@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from agent.tools import Passage
 from evals.grading import normalize
+from retrieval.chunking import doc_id_of
 from retrieval.corpus import iter_jsonl
 from retrieval.kb import KBQuestion, kb_questions, split_of
 from serving.errors import CorpusError
@@ -96,7 +97,7 @@ def _trivia(split: str = "train") -> list[dict[str, Any]]:
 
 
 def _doc(p: Passage) -> str:
-    return p.id.split("#", 1)[0]
+    return doc_id_of(p.id)
 
 
 def _holds(text: str, answers: Sequence[str]) -> bool:
@@ -152,11 +153,13 @@ def build_examples(
     rng = random.Random(cfg.seed)
     examples: list[Example] = []
     skipped: Counter[str] = Counter()
+    per_kind: Counter[str] = Counter()
 
     def add(kind: str, source_id: str, question: str, segments: list[list[int]], *,
             tools: bool, psg: Sequence[Passage] = ()) -> None:  # fmt: skip
         ids, mask = replayer.replay(question, segments, tools=tools, passages=psg)
-        n = sum(k == kind for k in (e.kind for e in examples))
+        n = per_kind[kind]
+        per_kind[kind] += 1
         examples.append(Example(id=f"{kind}/{source_id}/{n}", kind=kind, source_id=source_id,  # type: ignore[arg-type]
                                 tools=tools, input_ids=ids, loss_mask=mask))  # fmt: skip
 

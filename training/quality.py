@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from evals.metrics import Interval, mean_interval
+from retrieval.chunking import doc_id_of
 
 __all__ = ["BarRow", "quality_bar", "render_bar", "GOALS"]
 
@@ -46,10 +47,6 @@ class BarRow(BaseModel):
         return v >= self.goal if self.higher_is_better else v <= self.goal
 
 
-def _doc(passage_id: str) -> str:
-    return passage_id.split("#", 1)[0]
-
-
 def quality_bar(records: Iterable[dict[str, Any]], base_labels: dict[str, str],
                 chat: Sequence[dict[str, Any]], *, seed: int = 0) -> list[BarRow]:  # fmt: skip
     """``base_labels``: question id -> "known" | "unknown" from the base model's probe."""
@@ -58,7 +55,7 @@ def quality_bar(records: Iterable[dict[str, Any]], base_labels: dict[str, str],
     closed = [r for r in recs if r["condition"] == "closed-book"]
     kb_tools = [r for r in tools if r["dataset"] in ("kb-answerable", "kb-unanswerable")]
     retrieved = [r for r in tools if r["dataset"] == "kb-answerable"
-                 and any(_doc(s) == r["id"].split("/")[0] for s in r.get("sources", []))]  # fmt: skip
+                 and any(doc_id_of(s) == r["id"].split("/")[0] for s in r.get("sources", []))]  # fmt: skip
     absent = [r for r in tools if r["dataset"] == "kb-unanswerable"]
     unknown = [r for r in closed if base_labels.get(r["id"]) == "unknown"]
     known = [r for r in closed if base_labels.get(r["id"]) == "known"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 import random
 import shutil
 import time
@@ -106,8 +107,8 @@ def _lora_model(base: Path, cfg: SFTConfig, device: str) -> tuple[Any, Any]:
     return peft.get_peft_model(model, lcfg), tokenizer
 
 
-def _batch_loss(model: Any, rows: Sequence[Example], pad_id: int, device: str) -> tuple[Any, int]:
-    """Summed cross-entropy over the sampled ids of a micro-batch, and their count."""
+def _batch_loss(model: Any, rows: Sequence[Example], pad_id: int, device: str) -> Any:
+    """Summed cross-entropy over the sampled ids of a micro-batch."""
     torch, _ = _imports()
     width = max(len(r.input_ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -123,21 +124,12 @@ def _batch_loss(model: Any, rows: Sequence[Example], pad_id: int, device: str) -
     src = torch.zeros_like(want)
     src[:, :-1] = want[:, 1:]
     causal = model.base_model.model  # LlamaForCausalLM with LoRA/trainable-token layers
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
     with autocast:
         hidden = causal.model(input_ids=ids, attention_mask=attn).last_hidden_state
         logits = causal.lm_head(hidden[src]).float()
     targets = ids[:, 1:][want[:, 1:]]
-    loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-    return loss, int(targets.numel())
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
 def _save_adapter(model: Any, out: Path, *, half: bool) -> None:
@@ -219,13 +211,13 @@ def train(
 
     model.train()
     t0 = time.perf_counter()
-    target_tokens = 0
+    seen_ids = 0  # for the ids/s the progress bar shows
     for step in range(start, total):
         group = schedule[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
         n_targets = sum(kept[i].target_tokens for b in group for i in b)
         step_loss = 0.0
         for b in group:
-            loss, _n = _batch_loss(model, [kept[i] for i in b], pad, device)
+            loss = _batch_loss(model, [kept[i] for i in b], pad, device)
             (loss / n_targets).backward()
             step_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -233,9 +225,9 @@ def train(
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(step_loss / n_targets)
-        target_tokens += sum(len(kept[i].input_ids) for b in group for i in b)
+        seen_ids += sum(len(kept[i].input_ids) for b in group for i in b)
         if on_step:
-            on_step(step + 1, total, losses[-1], target_tokens)
+            on_step(step + 1, total, losses[-1], seen_ids)
         if (step + 1) % cfg.save_every == 0 and step + 1 < total:
             tmp = out_dir / (CHECKPOINT_DIR + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
