@@ -3,7 +3,8 @@
 Errors from every layer share one tree, rooted at :class:`SpliceError`.
 """
 
-from serving.errors import (
+from .engine import Engine, GenerationChunk, SamplingParams
+from .errors import (
     ConfigError,
     DependencyMissingError,
     EngineError,
@@ -21,6 +22,9 @@ from .trace import Answer, AnswerEvent, Citation, TokenEvent, ToolCallEvent, Too
 
 __all__ = [
     "Agent",
+    "Engine",
+    "GenerationChunk",
+    "SamplingParams",
     "ChatSession",
     "Answer",
     "Citation",

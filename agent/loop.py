@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from serving.engine import Engine, SamplingParams
+from agent.engine import Engine, SamplingParams
 
 from .protocols.base import ABSTENTION, Protocol, ToolCall, is_abstention
 from .tools import Passage, Tool, ToolError

@@ -4,17 +4,18 @@ Every trajectory is its own async task over the shared engine, so ``ask_many`` k
 vLLM's continuous batching full while some questions wait on tools: there is no
 step-synchronous barrier. The sync methods run on one private event loop per agent,
 because vLLM's async engine binds to the loop it first ran on.
+
+The default model and knowledge base are wired up outside this package, by
+``splice.default_agent()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from serving.engine import Engine, SamplingParams
-
+from .engine import Engine, SamplingParams
 from .loop import Budgets, run_trajectory
 from .protocols import Message, Protocol, get_protocol
 from .tools import Retriever, Tool, search_tool
@@ -60,19 +61,6 @@ class Agent:
         self.budgets = budgets or Budgets()
         self.use_tools = use_tools
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def default(cls, *, retriever: Retriever | None = None, index: str | Path | None = None,
-                **kwargs: Any) -> Agent:  # fmt: skip
-        """The prepared default model in-process, searching ``retriever``, the index
-        directory ``index``, or else the built-in knowledge base (built on first use)."""
-        from retrieval import IndexRetriever
-        from retrieval.kb import ensure_kb_index
-        from serving.vllm_engine import VLLMEngine
-
-        if retriever is None:
-            retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
-        return cls(VLLMEngine.start(), [retriever], **kwargs)
 
     # -- prompts -------------------------------------------------------------
 

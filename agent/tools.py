@@ -16,12 +16,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-__all__ = ["Passage", "Retriever", "InMemoryRetriever", "Tool", "tool", "search_tool",
+__all__ = ["Document", "Passage", "Retriever", "InMemoryRetriever", "Tool", "tool", "search_tool",
            "ToolError"]  # fmt: skip
 
 
 class ToolError(Exception):
     """A tool failed; its message becomes the model's observation."""
+
+
+class Document(BaseModel):
+    """A text to index: what corpus readers and built-in datasets produce."""
+
+    id: str
+    title: str = ""
+    text: str
+    source: str = ""
 
 
 class Passage(BaseModel):

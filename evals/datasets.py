@@ -6,7 +6,7 @@ naming ``file:line``.
 Names accepted by :func:`load_dataset`:
 - ``kb-answerable`` / ``kb-unanswerable``: the built-in knowledge base's held-out
   split (articles and in-corpus fictional entities / fictional entities not in it);
-- ``trivia-heldout``: easy general-knowledge questions (``data/train/trivia.jsonl``)
+- ``trivia-heldout``: easy general-knowledge questions (``evals/data/trivia.jsonl``)
   that training never saw, to check the model still answers what it knew;
 - ``kb-train`` / ``trivia-train``: the training splits, input of the knowledge probe;
 - ``simpleqa:PATH`` (CSV: problem, answer), ``nq-open:PATH`` (JSONL: question,
@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from serving.errors import CorpusError, DependencyMissingError
-from serving.files import sha256_file
+from agent.errors import DatasetError, DependencyMissingError, translate_error
+from agent.files import iter_jsonl, sha256_file
 
 __all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row", "BUILTIN"]
 
@@ -35,10 +35,6 @@ QUESTION_FIELDS = ("question", "problem", "query")
 GOLD_FIELDS = ("answers", "answer", "golden_answers", "possible_answers")
 BUILTIN = ("kb-answerable", "kb-unanswerable", "kb-train", "trivia-train", "trivia-heldout")
 # kb-train and trivia-train: the knowledge probe's input (training data), never evaluated.
-
-
-class DatasetError(CorpusError):
-    """A dataset file is missing or a row is malformed; names the file and line."""
 
 
 class EvalItem(BaseModel):
@@ -116,8 +112,6 @@ def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
-    from retrieval.corpus import iter_jsonl
-
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         if isinstance(row, UnicodeDecodeError):
@@ -177,10 +171,10 @@ def _from_file(path: Path, name: str) -> Dataset:
 
 
 def _builtin(name: str) -> Dataset:
-    from retrieval.kb import kb_fingerprint, kb_questions, split_of
+    from .kb import builtin_file, kb_fingerprint, kb_questions, split_of
 
     if name.startswith("trivia-"):  # easy general knowledge: what a small model may know
-        path = Path(__file__).resolve().parent.parent / "data" / "train" / "trivia.jsonl"
+        path = builtin_file("trivia.jsonl")
         ds = _from_file(path, name)
         split = name.removeprefix("trivia-")
         return ds.model_copy(update={"items": [i for i in ds.items if split_of(i.id) == split]})
@@ -202,8 +196,8 @@ def _huggingface(spec: str) -> Dataset:
     try:
         data = datasets.load_dataset(name, split=split or "test")
     except Exception as exc:  # network, unknown name: one line, the fix
-        raise DatasetError(f"hf:{spec}", f"cannot load ({str(exc).splitlines()[0][:120]}); "
-                           "check the name and network access") from None  # fmt: skip
+        raise translate_error(exc, f"hf:{spec}", kind=DatasetError,
+                              fix="check the name and network access") from None
     items = [item_from_row(dict(row), f"hf:{spec}:row {n}", f"{name}-{n}")
              for n, row in enumerate(data, 1)]  # fmt: skip
     return Dataset(name=f"hf:{spec}", items=items, sha256=f"hf:{data._fingerprint}")

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from serving.errors import ServerUnreachableError
+from agent.errors import ServerUnreachableError
 
 __all__ = ["Judge", "JUDGE_PROMPT", "parse_judge_reply", "UNPARSEABLE"]
 
@@ -51,7 +51,7 @@ class Judge:
         try:
             from openai import AsyncOpenAI
         except ImportError as exc:
-            from serving.errors import DependencyMissingError
+            from agent.errors import DependencyMissingError
 
             raise DependencyMissingError("openai", "pip install openai") from exc
         self.url = url.rstrip("/")

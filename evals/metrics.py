@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 __all__ = ["Interval", "Summary", "summarize", "group_summaries", "tool_induced_hallucination",
-           "rates", "risk_coverage", "cohen_kappa", "mean_interval"]  # fmt: skip
+           "rates", "risk_coverage", "cohen_kappa", "mean_interval", "Agreement", "grader_agreement"]  # fmt: skip
 
 GRADES = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
 
@@ -192,3 +192,29 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> tuple[float, float]:
     pe = sum((a.count(lab) / n) * (b.count(lab) / n) for lab in labels)
     kappa = 1.0 if pe == 1 else (po - pe) / (1 - pe)
     return po, kappa
+
+
+class Agreement(BaseModel):
+    """The rule grader against the LLM judge over the records both graded."""
+
+    n: int
+    matrix: dict[str, dict[str, int]]
+    """rule grade → judge grade → count."""
+    observed: float
+    kappa: float
+    unparseable: int
+
+
+def grader_agreement(records: Sequence[dict[str, Any]]) -> Agreement | None:
+    """None when no record carries both a rule and a judge grade."""
+    pairs = [(r["rule_grade"], r["judge_grade"]) for r in records
+             if r.get("rule_grade") in GRADES and r.get("judge_grade") in GRADES]
+    if not pairs:
+        return None
+    po, kappa = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])
+    matrix = {g: {h: sum(1 for a, b in pairs if a == g and b == h) for h in GRADES}
+              for g in GRADES}
+    unparseable = sum(r.get("judge_grade") == "UNPARSEABLE" for r in records)
+    return Agreement(n=len(pairs), matrix=matrix, observed=po, kappa=kappa,
+                     unparseable=unparseable)
+

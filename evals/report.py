@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serving.errors import ConfigError
+from agent.errors import ConfigError
 
 from .metrics import Interval, Summary, group_summaries, risk_coverage
 from .records import read_records

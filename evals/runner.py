@@ -23,8 +23,8 @@ from agent.loop import Budgets
 from agent.sdk import Agent
 from agent.tools import Passage, Retriever
 from agent.trace import GenerationStep, ToolResultStep
-from serving.engine import Engine, SamplingParams
-from serving.errors import ConfigError, SpliceError
+from agent.engine import Engine, SamplingParams
+from agent.errors import ConfigError, SpliceError
 
 from .datasets import Dataset, load_dataset
 from .grading import grade_answer
@@ -55,6 +55,13 @@ class EvalConfig(BaseModel):
     protocol: str = "splice"
     search_first: bool = False
     model: str = ""
+
+    @property
+    def needs_index(self) -> bool:
+        """The tools condition searches an index; distractors are drawn from one."""
+        return "tools" in self.conditions or (
+            "retrieval-failure" in self.conditions and self.failure_mode == "distractor"
+        )
 
     def check(self) -> None:
         bad = [c for c in self.conditions if c not in CONDITIONS]

@@ -1,5 +1,6 @@
 """Local retrieval: sentence-transformers embeddings, FAISS indexes, a SQLite passage
-store, chunking, corpus readers, and the built-in knowledge base.
+store, chunking and corpus readers. (The built-in knowledge base is a dataset: see
+``evals.kb``; ``splice.defaults.ensure_kb_index`` indexes it.)
 
 FAISS and sentence-transformers are imported lazily, on first build or search.
 """
@@ -8,7 +9,6 @@ from .chunking import Chunk, ChunkConfig, Document, chunk_document
 from .corpus import read_documents
 from .embedder import DEFAULT_EMBEDDER, Embedder
 from .index import BuildReport, IndexManifest, IndexParams, LocalIndex
-from .kb import ensure_kb_index, kb_documents, kb_index_path, kb_questions
 from .retriever import IndexRetriever
 
 __all__ = [
@@ -24,8 +24,4 @@ __all__ = [
     "IndexParams",
     "BuildReport",
     "IndexRetriever",
-    "ensure_kb_index",
-    "kb_documents",
-    "kb_index_path",
-    "kb_questions",
 ]

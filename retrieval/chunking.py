@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from agent.tools import Document
+
 __all__ = ["Document", "Chunk", "ChunkConfig", "chunk_document", "chunk_documents",
            "word_spans", "sentence_spans", "doc_id_of"]  # fmt: skip
 
@@ -24,13 +26,6 @@ _WORD = re.compile(r"\S+")
 # A sentence ends at . ! or ? (optionally followed by a closing quote or bracket)
 # before whitespace; good enough for encyclopedia prose, and never loses text.
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+")
-
-
-class Document(BaseModel):
-    id: str
-    title: str = ""
-    text: str
-    source: str = ""
 
 
 class Chunk(BaseModel):

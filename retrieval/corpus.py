@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from serving.errors import CorpusError
+from agent.errors import CorpusError, first_line
+from agent.files import iter_jsonl
 
 from .chunking import Document
 
@@ -48,20 +49,6 @@ def _row_document(row: object, where: str, fallback_id: str) -> Document:
     return Document(id=str(rid), title=title.strip(), text=text.strip(), source=str(source))
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed row) for each non-blank line; a line that is not UTF-8 JSON
-    yields its ``UnicodeDecodeError``/``JSONDecodeError`` instead, so the caller decides
-    whether to stop or skip it."""
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8").strip()
-                if line:
-                    yield lineno, json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                yield lineno, exc
-
-
 def read_jsonl_documents(path: Path, on_bad: OnBad | None = None) -> Iterator[Document]:
     """Documents from one JSONL file, whatever its suffix."""
     if not path.is_file():
@@ -71,7 +58,7 @@ def read_jsonl_documents(path: Path, on_bad: OnBad | None = None) -> Iterator[Do
         try:
             if isinstance(row, (UnicodeDecodeError, json.JSONDecodeError)):
                 raise CorpusError(where, f"not valid UTF-8 JSON ({row.__class__.__name__}: "
-                                         f"{str(row).splitlines()[0]})")  # fmt: skip
+                                         f"{first_line(row)})")  # fmt: skip
             yield _row_document(row, where, f"{path.stem}-{lineno}")
         except CorpusError as exc:
             if on_bad is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.errors import ConfigError, DependencyMissingError
+from agent.errors import ConfigError, DependencyMissingError, translate_error
 
 __all__ = ["Embedder", "DEFAULT_EMBEDDER", "default_prefixes"]
 
@@ -88,10 +88,9 @@ class Embedder:
         try:
             return SentenceTransformer(_bundled_path(self.name), device=device)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                f"cannot load embedder {self.name!r} ({first}): pass a local path or a "
-                "sentence-transformers name available offline"
+            raise translate_error(
+                exc, f"cannot load embedder {self.name!r}", kind=ConfigError,
+                fix="pass a local path or a sentence-transformers name available offline",
             ) from None
         finally:
             if bar_was_on:

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from serving.errors import (
+from agent.errors import (
+    first_line,
     ConfigError,
     CorpusError,
     DependencyMissingError,
@@ -33,7 +34,7 @@ from serving.errors import (
     IndexNotFoundError,
 )
 
-from serving.files import sha256_file
+from agent.files import sha256_file
 
 from .chunking import Chunk, ChunkConfig, Document, chunk_document
 from .embedder import Embedder
@@ -245,7 +246,7 @@ class LocalIndex:
         try:
             index = faiss.read_index(str(path / FAISS_FILE))
         except RuntimeError as exc:
-            raise IndexCorruptError(path, f"{FAISS_FILE}: {str(exc).splitlines()[0][:80]}") \
+            raise IndexCorruptError(path, f"{FAISS_FILE}: {first_line(exc, 80)}") \
                 from None  # fmt: skip
         if index.d != m.dim:
             raise IndexMismatchError(f"the index at {path} holds {index.d}-dim vectors but its "

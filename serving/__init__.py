@@ -1,5 +1,8 @@
 """Engines, model preparation and model serving.
 
+The engine port itself (``SamplingParams``, ``GenerationChunk``, ``Engine``) and the
+error tree live in ``agent``; they are re-exported here for convenience.
+
 The light pieces import eagerly; the vLLM- and httpx-backed adapters load on first
 use, so ``import serving`` never pulls in vLLM.
 """
@@ -9,8 +12,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine, Generation, GenerationChunk, SamplingParams
-from .errors import (
+from agent.engine import Engine, Generation, GenerationChunk, SamplingParams
+from agent.errors import (
     ConfigError,
     DependencyMissingError,
     EngineError,
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from .factory import open_engine
     from .http_engine import HTTPEngine
     from .model_server import ModelServer
+    from .scripted import ScriptedEngine
     from .vllm_engine import VLLMConfig, VLLMEngine
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "VLLMEngine",
     "HTTPEngine",
     "ModelServer",
+    "ScriptedEngine",
     "open_engine",
     "SpliceError",
     "ConfigError",
@@ -52,6 +57,7 @@ _LAZY = {
     "VLLMEngine": "vllm_engine",
     "HTTPEngine": "http_engine",
     "ModelServer": "model_server",
+    "ScriptedEngine": "scripted",
     "open_engine": "factory",
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .engine import Engine
+from agent.engine import Engine
 from .vllm_engine import VLLMConfig
 
 __all__ = ["open_engine"]

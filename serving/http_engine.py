@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from .engine import Engine, GenerationChunk, SamplingParams
-from .errors import EngineError, PromptTooLongError, ServerUnreachableError
+from agent.engine import Engine, GenerationChunk, SamplingParams
+from agent.errors import EngineError, PromptTooLongError, ServerUnreachableError, first_line
 
 __all__ = ["HTTPEngine"]
 
@@ -183,8 +183,9 @@ class HTTPEngine(Engine):
             message = resp.text
         if "context length" in message or "maximum model length" in message:
             return PromptTooLongError(prompt_tokens, self.max_model_len)
-        first = message.strip().splitlines()[0] if message.strip() else ""
-        return EngineError(f"{self.url} answered HTTP {resp.status_code}: {first[:300]}")
+        return EngineError(
+            f"{self.url} answered HTTP {resp.status_code}: {first_line(Exception(message), 300)}"
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -16,7 +16,7 @@ from typing import IO
 
 import httpx
 
-from .errors import EngineError
+from agent.errors import EngineError
 from .prepare import resolve_model
 from .vllm_engine import VLLMConfig, _check_local, on_cpu, require_vllm
 

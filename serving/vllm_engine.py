@@ -13,7 +13,6 @@ polling loop.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,8 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .engine import Engine, GenerationChunk, SamplingParams
-from .errors import ConfigError, DependencyMissingError, EngineError
+from agent.engine import Engine, GenerationChunk, SamplingParams
+from agent.errors import ConfigError, DependencyMissingError, EngineError, translate_error
+
+from .environment import configure_cpu
 from .prepare import resolve_model
 
 __all__ = ["VLLMConfig", "VLLMEngine", "require_vllm", "on_cpu"]
@@ -96,16 +97,8 @@ class VLLMConfig(BaseModel):
         return flags
 
     def apply_env(self, cpu: bool) -> None:
-        """vLLM's CPU backend reads its settings from the environment.
-
-        By default it reserves a core for the polling EngineCore process, so on a
-        2-core machine the model computes on one core. Reserving none measured about
-        1.4× the tokens/s here (docs/performance.md); an explicit setting wins.
-        """
         if cpu:
-            gib = self.kv_cache_gib or float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(gib) if gib == int(gib) else gib)
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            configure_cpu(self.kv_cache_gib)
 
 
 def _check_local(model: str) -> None:
@@ -139,8 +132,7 @@ class VLLMEngine(Engine):
         try:
             llm = AsyncLLM.from_engine_args(args)
         except (OSError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(f"vLLM could not start {model}: {first}") from exc
+            raise translate_error(exc, f"vLLM could not start {model}", kind=EngineError) from exc
         return cls(llm, model, llm.model_config.max_model_len)
 
     @property
@@ -153,7 +145,6 @@ class VLLMEngine(Engine):
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None
     ) -> AsyncIterator[GenerationChunk]:
         from vllm import SamplingParams as VSamplingParams
-        from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
         sp = VSamplingParams(
@@ -174,9 +165,7 @@ class VLLMEngine(Engine):
         rid = request_id or uuid.uuid4().hex
         finished = False
         try:
-            async for out in self._llm.generate(
-                TokensPrompt(prompt_token_ids=prompt_token_ids), sp, rid
-            ):
+            async for out in self._generate(prompt_token_ids, sp, rid):
                 c = out.outputs[0]
                 lps = None
                 if params.logprobs is not None and c.logprobs:
@@ -196,6 +185,21 @@ class VLLMEngine(Engine):
             if not finished:
                 # The consumer walked away (or was cancelled): free the slot.
                 await self._llm.abort(rid)
+
+    async def _generate(self, prompt_token_ids: list[int], sp: Any, rid: str) -> AsyncIterator[Any]:
+        """vLLM's stream, its failures translated (a dead engine, a bad request)."""
+        from vllm.inputs import TokensPrompt
+
+        try:
+            async for out in self._llm.generate(
+                TokensPrompt(prompt_token_ids=prompt_token_ids), sp, rid
+            ):
+                yield out
+        except Exception as exc:  # EngineDeadError and kin; cancellation is not an Exception
+            raise translate_error(
+                exc, "vLLM failed during generation", fix="run the command again",
+                kind=EngineError,
+            ) from exc
 
     async def reset_prefix_cache(self) -> None:
         """Forget cached prefixes (benchmarks compare cold runs)."""

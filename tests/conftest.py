@@ -19,12 +19,12 @@ MAX_MODEL_LEN = 1024
 @pytest.fixture(scope="session")
 def splice_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A SPLICE_HOME for the whole session, with the default model prepared once."""
-    from serving.prepare import prepare
+    from splice.defaults import prepare_default
 
     home = tmp_path_factory.mktemp("splice-home")
     old = os.environ.get("SPLICE_HOME")
     os.environ["SPLICE_HOME"] = str(home)
-    prepare(home)
+    prepare_default(home)
     yield home
     if old is None:
         os.environ.pop("SPLICE_HOME", None)
@@ -98,7 +98,7 @@ def embedder():
 def kb_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in knowledge base indexed once per session, as `splice prepare` does,
     in a home of its own."""
-    from retrieval.kb import ensure_kb_index
+    from splice.defaults import ensure_kb_index
 
     path, built = ensure_kb_index(tmp_path_factory.mktemp("kb-home"))
     assert built

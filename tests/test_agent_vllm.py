@@ -65,7 +65,7 @@ async def test_closed_book_answers_without_tools(vllm_engine) -> None:
 
 async def test_ask_many_searches_the_built_in_knowledge_base(vllm_engine, kb_index) -> None:
     from retrieval import IndexRetriever
-    from retrieval.kb import kb_questions
+    from evals.kb import kb_questions
 
     retriever = IndexRetriever.open(kb_index)
     agent = Agent(vllm_engine, [retriever], budgets=Budgets(max_turns=2, max_segment_tokens=24))
@@ -106,7 +106,7 @@ async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
 async def test_fine_tuned_default_searches_answers_and_abstains_by_itself(vllm_engine, kb_index) -> None:
     from evals.grading import Grade, grade_answer
     from retrieval import IndexRetriever
-    from retrieval.kb import kb_questions
+    from evals.kb import kb_questions
 
     agent = Agent(vllm_engine, [IndexRetriever.open(kb_index)],
                   budgets=Budgets(max_turns=3, max_segment_tokens=48))  # fmt: skip

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import MAX_MODEL_LEN, chat_ids
 
-from serving.engine import SamplingParams
-from serving.errors import PromptTooLongError
+from agent.engine import SamplingParams
+from agent.errors import PromptTooLongError
 from serving.prepare import verify
 
 pytestmark = pytest.mark.vllm

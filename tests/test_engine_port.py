@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import ValidationError
 
-from serving.engine import Engine, GenerationChunk, SamplingParams
-from serving.errors import PromptTooLongError
+from agent.engine import Engine, GenerationChunk, SamplingParams
+from agent.errors import PromptTooLongError
 from serving.http_engine import _request_body
 from serving.vllm_engine import VLLMConfig
 

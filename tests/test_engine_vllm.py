@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from conftest import MAX_MODEL_LEN, chat_ids
 
-from serving.engine import SamplingParams
-from serving.errors import PromptTooLongError
+from agent.engine import SamplingParams
+from agent.errors import PromptTooLongError
 
 pytestmark = pytest.mark.vllm
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from serving.errors import DependencyMissingError, ServerUnreachableError, SpliceError
+from agent.errors import DependencyMissingError, ServerUnreachableError, SpliceError
 from serving.http_engine import HTTPEngine
 from serving.model_server import free_port
 
-SPLICE = [sys.executable, "-m", "agent.cli"]
+SPLICE = [sys.executable, "-m", "splice.cli"]
 
 
 def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -67,10 +67,31 @@ def test_missing_local_model_path(tmp_path: Path) -> None:
 
 
 def test_every_error_is_a_splice_error() -> None:
-    import serving.errors as errors
+    import agent.errors as errors
 
-    for name in errors.__all__:
-        assert issubclass(getattr(errors, name), SpliceError)
+    classes = [getattr(errors, n) for n in errors.__all__ if isinstance(getattr(errors, n), type)]
+    assert len(classes) >= 12
+    for cls in classes:
+        assert issubclass(cls, SpliceError)
+
+
+def test_translate_error_picks_the_branch_by_library() -> None:
+    import sqlite3
+
+    from agent.errors import (
+        ConfigError, DatasetError, EngineError, RetrievalError, translate_error,
+    )
+
+    err = translate_error(sqlite3.DatabaseError("file is not a database\nmore"), "reading x")
+    assert isinstance(err, RetrievalError) and str(err) == "reading x: file is not a database"
+    # Unknown origin: the root; explicit kind wins; a SpliceError passes through unchanged.
+    assert type(translate_error(KeyError("k"), "w")) is SpliceError
+    assert isinstance(translate_error(ValueError(""), "w", kind=EngineError), EngineError)
+    assert str(translate_error(ValueError(""), "w", fix="do y")) == "w: ValueError; do y"
+    same = ConfigError("mine")
+    assert translate_error(same, "w") is same
+    ds = translate_error(OSError("gone"), "hf:x", kind=DatasetError, fix="check it")
+    assert isinstance(ds, DatasetError) and str(ds) == "hf:x: gone; check it"
 
 
 def test_help_lists_subcommands(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from evals.records import read_records
 from evals.report import compare_runs, write_report
 from evals.runner import EvalConfig, run_eval
 from retrieval import Document, LocalIndex
-from serving.errors import ConfigError
-from serving.mock import ScriptedEngine
+from agent.errors import ConfigError
+from serving.scripted import ScriptedEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ import asyncio, sys
 from pathlib import Path
 from transformers import AutoTokenizer
 from evals.runner import EvalConfig, run_eval
-from serving.mock import ScriptedEngine
+from serving.scripted import ScriptedEngine
 
 tok = AutoTokenizer.from_pretrained(sys.argv[1])
 def handler(prompt, params):

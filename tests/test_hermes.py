@@ -7,7 +7,7 @@ from agent.protocols import HermesProtocol
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage, Tool
 from agent.trace import ToolCallStep, ToolResultStep
-from serving.mock import ScriptedEngine
+from serving.scripted import ScriptedEngine
 
 CALL = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
 

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 from retrieval import LocalIndex
-from retrieval.kb import ensure_kb_index, kb_documents, kb_questions
+from evals.kb import kb_documents, kb_questions
+from splice.defaults import ensure_kb_index
 
 
 def test_kb_index_is_reused_and_searchable(kb_index: Path) -> None:

@@ -12,8 +12,8 @@ from agent.protocols import SpliceProtocol
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage, Tool, ToolError
 from agent.trace import GenerationStep, ToolCallStep, ToolResultStep
-from serving.errors import ConfigError
-from serving.mock import ScriptedEngine
+from agent.errors import ConfigError
+from serving.scripted import ScriptedEngine
 
 PARIS = Passage(id="fr", title="France", text="The capital of France is Paris.", source="kb")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from serving.errors import ModelNotPreparedError
+from agent.errors import ModelNotPreparedError
+from agent.protocols.splice import SPECIAL_TOKENS
+from splice.defaults import prepare_default as prepare
 from serving.prepare import (
     MANIFEST_NAME,
-    SPECIAL_TOKENS,
     CacheCorrupt,
     default_model_dir,
-    prepare,
     resolve_model,
     verify,
 )

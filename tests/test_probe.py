@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evals.datasets import EvalItem, load_dataset
-from serving.errors import ConfigError
-from serving.mock import ScriptedEngine
+from agent.errors import ConfigError
+from serving.scripted import ScriptedEngine
 from training.probe import label, probe_questions, write_probe
 
 

@@ -36,7 +36,7 @@ def repl(model_server, splice_home: Path, tmp_path: Path):
            "PROMPT_TOOLKIT_NO_CPR": "1"}
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "agent.cli", "chat", "--url", model_server.url, "--passages", str(kb),
+        ["-m", "splice.cli", "chat", "--url", model_server.url, "--passages", str(kb),
          "--max-tokens", "200"],
         env=env, encoding="utf-8", timeout=120, dimensions=(40, 120),
     )  # fmt: skip

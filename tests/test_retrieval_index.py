@@ -16,7 +16,7 @@ import pytest
 
 from retrieval import Document, Embedder, IndexRetriever, LocalIndex
 from retrieval.index import IndexParams, make_faiss_index
-from serving.errors import (
+from agent.errors import (
     ConfigError,
     CorpusError,
     IndexCorruptError,
@@ -208,12 +208,12 @@ async def test_concurrent_searches_share_batches(small_index: Path, embedder: Em
 
 def _splice(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "splice.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
 def test_cli_builds_1000_passages_and_finds_a_paraphrase(tmp_path: Path) -> None:
-    from retrieval.fictional import generate_entities
+    from evals.fictional import generate_entities
 
     entities = generate_entities(250, seed=11)
     corpus = tmp_path / "corpus.jsonl"

@@ -9,8 +9,8 @@ import pytest
 
 from retrieval.chunking import ChunkConfig, Document, chunk_document, sentence_spans
 from retrieval.corpus import read_documents
-from retrieval.fictional import generate_entities
-from serving.errors import CorpusError
+from evals.fictional import generate_entities
+from agent.errors import CorpusError
 
 TEXT = ("Alpha beta gamma. \"Delta epsilon!\" Zeta eta theta? Iota kappa lambda mu nu xi "
         "omicron pi rho sigma tau upsilon phi chi psi omega. End")  # fmt: skip
@@ -108,7 +108,7 @@ def test_fictional_entities_are_deterministic_and_unique() -> None:
 
 
 def test_kb_splits_are_fixed_and_disjoint() -> None:
-    from retrieval.kb import kb_documents, kb_entries, kb_questions
+    from evals.kb import kb_documents, kb_entries, kb_questions
 
     entries = kb_entries()
     articles = [e for e in entries if not e.fictional]

@@ -7,7 +7,7 @@ from agent.protocols.base import encode_plain
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage
 from agent.trace import ToolCallStep, ToolResultStep
-from serving.mock import ScriptedEngine
+from serving.scripted import ScriptedEngine
 
 KB = [Passage(id="fr", title="France", text="Paris is the capital of France."),
       Passage(id="de", title="Germany", text="Berlin is the capital of Germany.")]  # fmt: skip

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.tools import Passage
-from retrieval.kb import kb_entries, kb_questions, split_of
-from serving.errors import CorpusError
+from evals.kb import kb_entries, kb_questions, split_of
+from agent.errors import DatasetError
 from training.data import (DataConfig, _doc, build_examples, chat_prompts, dedupe, read_dataset,
                            read_probe, write_dataset)  # fmt: skip
 from training.sft import micro_batches
@@ -152,7 +152,7 @@ def test_dedupe_and_bad_files(tmp_path: Path) -> None:
     assert [e.id for e in dedupe([a, b, c])] == ["a", "c"]
     bad = tmp_path / "probe.jsonl"
     bad.write_text('{"id": "x", "label": "known"}\n{"id": "y"}\n')
-    with pytest.raises(CorpusError, match=r"probe.jsonl:2"):
+    with pytest.raises(DatasetError, match=r"probe.jsonl:2"):
         read_probe(bad)
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from agent.protocols import Message
-from serving.engine import SamplingParams
-from serving.prepare import SPECIAL_TOKENS, base_model_dir
-from training.sft import SFTConfig, merge_adapter, train
+from agent.engine import SamplingParams
+from agent.protocols.splice import SPECIAL_TOKENS
+from serving.merge import merge_adapter
+from serving.prepare import base_model_dir
+from training.sft import SFTConfig, train
 from training.trajectories import Example, Replayer
 
 pytestmark = pytest.mark.vllm
@@ -57,7 +59,7 @@ def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer,
     assert size < 20 * 2**20
 
     merged = tmp_path / "merged"
-    ids = merge_adapter(base, result.adapter, merged)
+    ids = merge_adapter(base, result.adapter, merged, SPECIAL_TOKENS)
     # sync test: the replayer runs its own event loop, so vLLM gets a private one too
     asyncio.new_event_loop().run_until_complete(_serve_and_check(merged, ids, examples[0]))
 
@@ -88,7 +90,8 @@ def test_prepare_merges_an_adapter_and_notices_a_new_one(splice_home: Path, tmp_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from serving.prepare import default_model_dir, load_manifest, prepare
+    from serving.prepare import default_model_dir, load_manifest
+    from splice.defaults import prepare_default as prepare
 
     base = base_model_dir(splice_home)
     home = tmp_path / "home"

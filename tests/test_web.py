@@ -30,8 +30,8 @@ from retrieval.web import (
     check_url,
 )
 from retrieval.web.guard import is_public_address
-from retrieval.web.localserver import ARTICLE_FACT, LocalWeb
-from serving.errors import ConfigError
+from splice.bench.webpages import ARTICLE_FACT, LocalWeb
+from agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +156,7 @@ async def test_backends_parse_and_fail_in_one_line(web: LocalWeb) -> None:
 
 async def test_web_search_degrades_and_keeps_page_text_inert(web: LocalWeb, tokenizer) -> None:
     from agent.sdk import Agent
-    from serving.mock import ScriptedEngine
+    from serving.scripted import ScriptedEngine
 
     web.set_results("lighthouse", ["/article", "/inject", "/error"])
     retriever = WebRetriever(settings(web))
@@ -237,7 +237,7 @@ def test_splice_ask_searches_a_local_searxng(web: LocalWeb, splice_home: Path) -
            "SPLICE_WEB_SEARXNG_URL": web.url(""), "SPLICE_WEB_ALLOW_HOSTS": '["127.0.0.1"]',
            "SPLICE_WEB_NO_CACHE": "true"}  # fmt: skip
     res = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "ask", "--web", "--search-first", "--json",
+        [sys.executable, "-m", "splice.cli", "ask", "--web", "--search-first", "--json",
          "--max-tokens", "24", "--max-model-len", "2048", "When was the Quorvane lighthouse lit?"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

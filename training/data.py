@@ -2,12 +2,12 @@
 
 Inputs: the knowledge base's *training* split (articles, fictional entities in and out
 of the corpus), the probe's known/unknown labels, the trivia and chat prompts under
-``data/train`` (training split only), and the base model's own chat replies. Output:
+``evals/data`` (training split only), and the base model's own chat replies. Output:
 ``train.jsonl`` (one :class:`Example` per line: ids and loss mask, plus the decoded
 text for reading) and ``README.md``, the data card with counts per kind.
 
 Nothing from the held-out split enters: every source id is checked with
-:func:`retrieval.kb.split_of`, and passages of held-out documents are never used as
+:func:`evals.kb.split_of`, and passages of held-out documents are never used as
 distractors either.
 """
 
@@ -27,17 +27,14 @@ from pydantic import BaseModel
 from agent.tools import Passage
 from evals.grading import normalize
 from retrieval.chunking import doc_id_of
-from retrieval.corpus import iter_jsonl
-from retrieval.kb import KBQuestion, kb_questions, split_of
-from serving.errors import CorpusError
+from evals.kb import KBQuestion, builtin_file, chat_prompts, kb_questions, read_rows, split_of
 
 from .trajectories import KINDS, Example, Replayer, arrange_passages, query_variants
 
 __all__ = ["DataConfig", "build_examples", "gather_passages", "chat_prompts",
-           "generate_chat_replies", "write_dataset", "read_dataset", "read_probe",
+           "generate_chat_replies", "cached_chat_replies", "run_gather", "write_dataset", "read_dataset", "read_probe",
            "IDENTITY_PROMPTS"]  # fmt: skip
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "train"
 
 IDENTITY_PROMPTS = (
     "Who are you?", "What is your name?", "what are you", "Tell me about yourself.",
@@ -69,30 +66,22 @@ class DataConfig(BaseModel):
     "I don't know" examples."""
     retrieve_k: int = 12
 
-
-def _rows(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
-    """JSONL rows that must have ``fields``; a bad line is a one-line CorpusError."""
-    if not path.is_file():
-        raise CorpusError(str(path), "no such file")
-    out = []
-    for lineno, row in iter_jsonl(path):
-        if not isinstance(row, dict) or any(f not in row for f in fields):
-            raise CorpusError(f"{path}:{lineno}", f"expected a JSON object with {', '.join(fields)}")
-        out.append(row)
-    return out
+    @classmethod
+    def from_counts(cls, *, tools_absent: int, **kwargs: Any) -> DataConfig:
+        """Split the "answer not in the passages" examples 60/40 between entities
+        nobody wrote about and questions whose source was removed from the corpus."""
+        unanswerable = tools_absent * 3 // 5
+        return cls(tools_absent_unanswerable=unanswerable,
+                   tools_absent_removed=tools_absent - unanswerable, **kwargs)
 
 
 def read_probe(path: Path) -> dict[str, dict[str, Any]]:
     """Probe records by question id (``splice probe`` output)."""
-    return {row["id"]: row for row in _rows(path, ("id", "label"))}
-
-
-def chat_prompts(split: str = "train") -> list[dict[str, str]]:
-    return [r for r in _rows(DATA_DIR / "chat.jsonl", ("id", "prompt")) if split_of(r["id"]) == split]
+    return {row["id"]: row for row in read_rows(path, ("id", "label"))}
 
 
 def _trivia(split: str = "train") -> list[dict[str, Any]]:
-    rows = _rows(DATA_DIR / "trivia.jsonl", ("id", "question", "answers"))
+    rows = read_rows(builtin_file("trivia.jsonl"), ("id", "question", "answers"))
     return [r for r in rows if split_of(r["id"]) == split]
 
 
@@ -110,6 +99,20 @@ async def gather_passages(retriever: Any, questions: Sequence[str], k: int
     """Top-k passages per question, held-out documents removed."""
     results = await retriever.search_many(list(questions), k=k)
     return [[p for p in ps if split_of(_doc(p)) == "train"] for ps in results]
+
+
+def cached_chat_replies(
+    cache: Path, model: Path, generate: Callable[[], dict[str, list[int]]]
+) -> tuple[dict[str, list[int]], bool]:
+    """The base model's greedy chat replies, reused from ``cache`` when it was written
+    for the same model, else made by ``generate`` and stored. Returns (replies, reused)."""
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("model") == str(model):
+        return cached["replies"], True
+    replies = generate()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"model": str(model), "replies": replies}))
+    return replies, False
 
 
 async def generate_chat_replies(engine: Any, prompts: Sequence[dict[str, str]], *,
@@ -274,7 +277,7 @@ def write_dataset(out_dir: Path, examples: Sequence[Example], tokenizer: Any,
 
 
 def read_dataset(path: Path) -> list[Example]:
-    return [Example.model_validate(row) for row in _rows(path, ("input_ids", "loss_mask"))]
+    return [Example.model_validate(row) for row in read_rows(path, ("input_ids", "loss_mask"))]
 
 
 def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
@@ -291,7 +294,7 @@ def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
     lines = [
         "# Splice training data (self-interrogation)", "",
         "Built by `splice train data` from the knowledge base's training split, the "
-        "knowledge probe's labels, and the trivia/chat prompts under `data/train` "
+        "knowledge probe's labels, and the trivia/chat prompts under `evals/data` "
         "(training split only). Held-out items never enter.", "",
         "| kind | examples | tools on | mean ids | mean target ids |",
         "|---|---|---|---|---|", *rows, "",

@@ -21,7 +21,7 @@ from agent.loop import Budgets
 from agent.sdk import Agent
 from evals.datasets import EvalItem
 from evals.grading import Grade, grade_answer
-from serving.engine import Engine, SamplingParams
+from agent.engine import Engine, SamplingParams
 
 __all__ = ["ProbeRecord", "probe_questions", "write_probe", "label"]
 
@@ -54,7 +54,7 @@ async def probe_questions(
     on_record: Callable[[ProbeRecord], None] | None = None,
 ) -> list[ProbeRecord]:
     if k < 1 or temperature <= 0:
-        from serving.errors import ConfigError
+        from agent.errors import ConfigError
 
         raise ConfigError("the probe needs --k >= 1 and --temperature > 0 (it samples)")
     gate = asyncio.Semaphore(concurrency)

@@ -24,11 +24,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from serving.errors import ConfigError, DependencyMissingError
+from agent.errors import ConfigError, DependencyMissingError
+from agent.protocols.splice import SPECIAL_TOKENS
 
 from .trajectories import Example
 
-__all__ = ["SFTConfig", "TrainResult", "train", "merge_adapter", "micro_batches",
+__all__ = ["SFTConfig", "TrainResult", "train", "ship_adapter", "micro_batches",
            "TARGET_MODULES"]  # fmt: skip
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -88,8 +89,6 @@ def _imports() -> tuple[Any, Any]:
 
 
 def _special_ids(tokenizer: Any) -> list[int]:
-    from serving.prepare import SPECIAL_TOKENS
-
     return [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
 
 
@@ -255,23 +254,14 @@ def train(
     return result
 
 
-def merge_adapter(base: Path, adapter: Path, out: Path) -> dict[str, int]:
-    """Merge LoRA and token rows into the base weights; save float32 safetensors.
+def ship_adapter(adapter: Path, train_log: Path, dest: Path) -> Path:
+    """Copy a trained adapter to ``dest`` (the package's shipped adapter), with no
+    machine-local paths in its config."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(adapter / "adapter_model.safetensors", dest)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "smollm2-135m-instruct-splice-base"
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (dest / "train_log.json").write_text(train_log.read_text())
+    return dest
 
-    Returns the special-token ids, checked to still encode as single ids."""
-    torch, peft = _imports()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from serving.errors import PrepareError
-    from serving.prepare import SPECIAL_TOKENS
-
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    merged = peft.PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    for tok, tid in ids.items():
-        if tokenizer.encode(tok, add_special_tokens=False) != [tid]:
-            raise PrepareError(f"{tok} is no longer a single id after merging")
-    return ids

@@ -23,7 +23,7 @@ from agent.protocols.splice import SpliceProtocol
 from agent.sdk import Agent
 from agent.tools import Passage, Retriever
 from agent.trace import AnswerEvent
-from serving.mock import ScriptedEngine
+from serving.scripted import ScriptedEngine
 
 __all__ = ["Example", "Kind", "KINDS", "Replayer", "query_variants", "arrange_passages"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from .base import ABSTENTION, Action, Message, Protocol, StreamParser, ToolCall, is_abstention
 from .hermes import HermesProtocol
 from .search_r1 import SearchR1Protocol
@@ -20,8 +21,6 @@ PROTOCOLS: dict[str, type[Protocol]] = {
 
 
 def get_protocol(name: str, tokenizer: Any) -> Protocol:
-    from serving.errors import ConfigError
-
     if name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name](tokenizer)

@@ -15,11 +15,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from serving.prepare import SPECIAL_TOKENS
-
+from ..errors import ConfigError
 from .base import ABSTENTION, Action, Protocol, TextRelease, ToolCall, encode_plain
 
-__all__ = ["SpliceProtocol", "SpliceStreamParser"]
+__all__ = ["SpliceProtocol", "SpliceStreamParser", "SPECIAL_TOKENS"]
+
+# Added to the tokenizer by model preparation, each as one id, in this order.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<search>",
+    "</search>",
+    "<information>",
+    "</information>",
+    "<answer>",
+    "</answer>",
+)
 
 TOOLS_TEXT = (
     "You can search a knowledge base. To search, write <search> your query </search>. "
@@ -101,8 +110,6 @@ class SpliceProtocol(Protocol):
         unk = getattr(tokenizer, "unk_token_id", None)
         missing = [t for t, i in self.ids.items() if i is None or i == unk]
         if missing:
-            from serving.errors import ConfigError
-
             raise ConfigError(
                 f"the model's tokenizer lacks {', '.join(missing)}: use the prepared model "
                 "(`splice prepare`) or --protocol hermes"

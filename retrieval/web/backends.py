@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from serving.errors import ConfigError, DependencyMissingError, RetrievalError
+from agent.errors import ConfigError, DependencyMissingError, RetrievalError
 
 from .settings import WebSettings
 

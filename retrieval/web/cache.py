@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from serving.errors import RetrievalError
+from agent.errors import RetrievalError
 
 __all__ = ["WebCache", "ReplayMissError", "canonical_url", "normalize_query"]
 

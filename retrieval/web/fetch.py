@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from serving.errors import RetrievalError
+from agent.errors import RetrievalError
 
 from .guard import check_url
 from .settings import WebSettings

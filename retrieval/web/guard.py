@@ -15,7 +15,7 @@ import socket
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
-from serving.errors import RetrievalError
+from agent.errors import RetrievalError
 
 __all__ = ["BlockedURLError", "check_url", "is_public_address"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
-from serving.errors import RetrievalError
-from serving.settings import splice_home
+from agent.errors import RetrievalError
+from agent.settings import splice_home
 
 from ..chunking import ChunkConfig, Document, chunk_document
 from .backends import SearchBackend, SearchResult, make_backend

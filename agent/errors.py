@@ -2,13 +2,21 @@
 
 Every error a user can cause, or fix, is a :class:`SpliceError`. Its message is a
 single line that names the problem and the fix; the CLI prints it without a
-traceback. Third-party exceptions (vLLM, httpx, transformers) are translated into
-this tree at the boundary where they are raised, so callers catch one family.
+traceback. Third-party exceptions (vLLM, faiss, sqlite, httpx, transformers) are
+translated into this tree at the boundary where they are raised, by
+:func:`translate_error`, so callers catch one family.
+
+The whole tree lives here, in the base layer, so every package can raise and catch
+any of it without importing another package.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "translate_error",
+    "first_line",
+    "InputError",
+    "DatasetError",
     "SpliceError",
     "ConfigError",
     "DependencyMissingError",
@@ -40,6 +48,18 @@ class DependencyMissingError(SpliceError):
         self.what = what
         self.install = install
         super().__init__(f"{what} is not installed: run `{install}`")
+
+
+class InputError(SpliceError):
+    """An input file is missing, empty or malformed; the message names the file and line."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {problem}")
+
+
+class DatasetError(InputError):
+    """An eval or training data file is malformed."""
 
 
 class ModelNotPreparedError(SpliceError):
@@ -99,17 +119,76 @@ class IndexCorruptError(RetrievalError):
 
     def __init__(self, path: object, detail: str) -> None:
         self.path = path
-        super().__init__(f"the index at {path} is damaged ({detail}): rebuild it with "
-                         "`splice index build ... --out DIR`")
+        super().__init__(
+            f"the index at {path} is damaged ({detail}): rebuild it with "
+            "`splice index build ... --out DIR`"
+        )
 
 
 class IndexMismatchError(RetrievalError):
     """An index was built with another embedder or dimension than the one asked for."""
 
 
-class CorpusError(RetrievalError):
+class CorpusError(InputError, RetrievalError):
     """An input corpus file is missing, empty or malformed; names the file and line."""
 
-    def __init__(self, where: str, problem: str) -> None:
-        self.where = where
-        super().__init__(f"{where}: {problem}")
+
+# Where a third-party exception comes from says which branch of the tree it joins,
+# unless the call site knows better. Matched on the defining module, so this base
+# layer never imports the libraries it translates.
+_FAMILIES: tuple[tuple[str, type[SpliceError]], ...] = (
+    ("vllm", EngineError),
+    ("torch", EngineError),
+    ("openai", EngineError),
+    ("faiss", RetrievalError),
+    ("sqlite3", RetrievalError),
+    ("httpx", RetrievalError),
+    ("httpcore", RetrievalError),
+    ("trafilatura", RetrievalError),
+    ("sentence_transformers", ConfigError),
+    ("transformers", ConfigError),
+    ("huggingface_hub", ConfigError),
+    ("datasets", DatasetError),
+)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
+
+
+def _family(exc: BaseException) -> type[SpliceError]:
+    for cls in type(exc).__mro__:
+        root = (cls.__module__ or "").split(".")[0]
+        for prefix, kind in _FAMILIES:
+            if root == prefix:
+                return kind
+    return SpliceError
+
+
+def translate_error(
+    exc: BaseException,
+    what: str,
+    *,
+    fix: str = "",
+    kind: type[SpliceError] | None = None,
+) -> SpliceError:
+    """Turn any exception into a one-line member of the tree.
+
+    ``what`` says what was being done ("vLLM could not start m"), ``fix`` what the
+    user can do. A :class:`SpliceError` passes through unchanged. The class is
+    ``kind`` when given, else chosen by the library the exception comes from. Raise
+    the result ``from exc`` to keep the chain for ``-v`` debugging.
+    """
+    if isinstance(exc, SpliceError):
+        return exc
+    cls = kind or _family(exc)
+    message = f"{what}: {first_line(exc)}" if what else first_line(exc)
+    if fix:
+        message += f"; {fix}"
+    if cls in (InputError, DatasetError, CorpusError):
+        return cls(what, first_line(exc) + (f"; {fix}" if fix else ""))
+    return cls(message)

@@ -24,16 +24,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel
-from rich.table import Table
+from agent.engine import Engine, GenerationChunk, SamplingParams
+from agent.loop import Budgets
+from agent.protocols import Message, Protocol
+from agent.sdk import Agent
+from agent.tools import InMemoryRetriever, Passage, Tool
+from agent.trace import GenerationStep, ToolResultStep
+from serving.scripted import ScriptedEngine
 
-from serving.engine import Engine, GenerationChunk, SamplingParams
-from serving.mock import ScriptedEngine
-
-from .loop import Budgets
-from .protocols import Message, Protocol
-from .sdk import Agent
-from .tools import InMemoryRetriever, Passage, Tool
-from .trace import GenerationStep, ToolResultStep
+from .report import BenchReport
 
 __all__ = ["LoopBench", "run_loop_bench", "step_synchronous"]
 
@@ -71,7 +70,7 @@ class RecordingEngine(Engine):
             yield chunk
 
 
-class LoopBench(BaseModel):
+class LoopBench(BenchReport):
     questions: int
     agent_s: float
     tool_s: float
@@ -87,20 +86,23 @@ class LoopBench(BaseModel):
     resume_appended: int
     resume_prefill_share: float
 
-    def table(self) -> Table:
-        t = Table(title="splice bench loop")
-        t.add_column("figure")
-        t.add_column("measured", justify="right")
-        t.add_column("goal", justify="right")
-        t.add_row(f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
-                  f"raw engine {self.raw_engine_s:.2f}s", f"{self.overhead_ratio:.3f}", "≤ 1.05")
-        t.add_row(f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
-                  f"({self.batch} questions × 1–{self.rounds} searches, tool latency "
-                  f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
-                  f"{self.async_speedup:.2f}×", "≥ 2×")
-        t.add_row(f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
-                  "appended ids", f"{self.resume_prefill_share:.2f}", "≈ 1 (history cached)")
-        return t  # fmt: skip
+    def title(self) -> str:
+        return "splice bench loop"
+
+    def columns(self) -> list[str]:
+        return ["figure", "measured", "goal"]
+
+    def table_rows(self) -> list[list[str]]:
+        return [
+            [f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
+             f"raw engine {self.raw_engine_s:.2f}s", f"{self.overhead_ratio:.3f}", "≤ 1.05"],
+            [f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
+             f"({self.batch} questions × 1–{self.rounds} searches, tool latency "
+             f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
+             f"{self.async_speedup:.2f}×", "≥ 2×"],
+            [f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
+             "appended ids", f"{self.resume_prefill_share:.2f}", "≈ 1 (history cached)"],
+        ]
 
 
 async def _reset_cache(engine: Engine) -> None:

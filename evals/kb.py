@@ -1,39 +1,49 @@
-"""The built-in knowledge base: the articles under ``data/kb`` plus fictional entities.
+"""The built-in knowledge base: the articles under ``evals/data/kb`` plus fictional
+entities, and the other built-in prompt sets (trivia, chat) under ``evals/data``.
 
 Every article and entity has a fixed split, ``train`` or ``heldout`` (one in five,
 by a hash of its id), so evaluation never uses what training saw. Fictional
 entities are also split into those written into the corpus (answerable from it)
 and those left out (nobody can answer: the right reply is "I don't know").
-``splice prepare`` builds the index into ``SPLICE_HOME/kb-index``; no binary index
-is committed.
+The files are package data, so an installed wheel finds them. Indexing the knowledge
+base is the composition root's job (``splice.defaults.ensure_kb_index``); no binary
+index is committed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from serving.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from serving.settings import splice_home
+from agent.errors import DatasetError
+from agent.files import iter_jsonl
+from agent.tools import Document
 
-from .chunking import Document
 from .fictional import GENERATOR_VERSION, generate_entities
 
 __all__ = ["KBEntry", "KBQuestion", "kb_entries", "kb_documents", "kb_questions",
-           "kb_fingerprint", "kb_index_path", "ensure_kb_index", "split_of", "data_dir"]  # fmt: skip
+           "kb_fingerprint", "split_of", "data_dir", "builtin_file", "chat_prompts"]  # fmt: skip
 
 Split = Literal["train", "heldout"]
 ENTITIES_PER_KIND = 60
 
 
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
 def data_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "data" / "kb"
+    return DATA_DIR / "kb"
+
+
+def builtin_file(name: str) -> Path:
+    """A built-in prompt file (``trivia.jsonl``, ``chat.jsonl``)."""
+    return DATA_DIR / name
 
 
 def split_of(item_id: str) -> Split:
@@ -71,8 +81,8 @@ class KBEntry(BaseModel):
 def _article_files() -> list[Path]:
     files = sorted((data_dir() / "articles").glob("*.jsonl"))
     if not files:
-        raise CorpusError(str(data_dir() / "articles"), "no article files: the checkout is "
-                          "incomplete (data/kb/articles/*.jsonl)")  # fmt: skip
+        raise DatasetError(str(data_dir() / "articles"), "no article files: the checkout is "
+                          "incomplete (evals/data/kb/articles/*.jsonl)")  # fmt: skip
     return files
 
 
@@ -89,7 +99,7 @@ def kb_entries() -> tuple[KBEntry, ...]:
                                        category=row.get("category", path.stem), text=row["text"],
                                        qa=row.get("qa", []), split=split_of(row["id"])))  # fmt: skip
             except (ValueError, KeyError, TypeError) as exc:
-                raise CorpusError(f"{path}:{lineno}", f"bad article row ({exc})") from None
+                raise DatasetError(f"{path}:{lineno}", f"bad article row ({exc})") from None
     for ent in generate_entities(ENTITIES_PER_KIND):
         entries.append(KBEntry(id=ent.id, title=ent.name, category=f"fictional-{ent.kind}",
                                text=ent.text, qa=[q.model_dump() for q in ent.qa],
@@ -128,25 +138,19 @@ def kb_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def kb_index_path(home: Path | None = None) -> Path:
-    return (home or splice_home()) / "kb-index"
+def read_rows(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """JSONL rows that must have ``fields``; a bad line is a one-line DatasetError."""
+    if not path.is_file():
+        raise DatasetError(str(path), "no such file")
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        if not isinstance(row, dict) or any(f not in row for f in fields):
+            raise DatasetError(f"{path}:{lineno}", f"expected a JSON object with {', '.join(fields)}")
+        rows.append(row)
+    return rows
 
 
-def ensure_kb_index(home: Path | None = None, *, progress: bool = False,
-                    on_stage: Callable[[str], None] | None = None) -> tuple[Path, bool]:  # fmt: skip
-    """Build the knowledge-base index unless an up-to-date one exists.
-
-    Returns (path, built). A stale or damaged index is rebuilt."""
-    from .index import LocalIndex
-
-    path = kb_index_path(home)
-    label = f"splice-kb:{kb_fingerprint()}"
-    try:
-        if LocalIndex.read_manifest(path).label == label:
-            LocalIndex.open(path).close()  # sizes and counts agree
-            return path, False
-    except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
-        pass
-    LocalIndex.build(kb_documents(), path, index_type="flat", overwrite=True,
-                     progress=progress, label=label, on_stage=on_stage)  # fmt: skip
-    return path, True
+def chat_prompts(split: Split = "train") -> list[dict[str, str]]:
+    """Ordinary chat prompts (no search needed), by the same fixed split."""
+    return [r for r in read_rows(builtin_file("chat.jsonl"), ("id", "prompt"))
+            if split_of(r["id"]) == split]

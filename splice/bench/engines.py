@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 
 from pydantic import BaseModel
-from rich.table import Table
+from agent.engine import Engine, SamplingParams
+from serving.http_engine import HTTPEngine
+from serving.model_server import ModelServer
+from serving.vllm_engine import VLLMConfig, VLLMEngine
 
-from .engine import Engine, SamplingParams
-from .http_engine import HTTPEngine
-from .model_server import ModelServer
-from .vllm_engine import VLLMConfig, VLLMEngine
+from .report import BenchReport
 
 __all__ = ["EngineRun", "EngineBench", "run_engine_bench", "BENCH_QUESTIONS"]
 
@@ -53,23 +53,25 @@ class EngineRun(BaseModel):
         return self.generated_tokens / self.wall_s if self.wall_s else 0.0
 
 
-class EngineBench(BaseModel):
+class EngineBench(BenchReport):
     in_process: EngineRun
     http: EngineRun
     same_tokens: bool
 
-    def table(self) -> Table:
-        t = Table(title=f"{self.in_process.prompts} parallel prompts")
-        for col in ("engine", "start (s)", "tokens", "wall (s)", "tokens/s"):
-            t.add_column(col, justify="right" if col != "engine" else "left")
-        for r in (self.in_process, self.http):
-            t.add_row(r.engine, f"{r.start_s:.1f}", str(r.generated_tokens), f"{r.wall_s:.2f}",
-                      f"{r.tokens_per_s:.1f}")  # fmt: skip
+    def title(self) -> str:
+        return f"{self.in_process.prompts} parallel prompts"
+
+    def columns(self) -> list[str]:
+        return ["engine", "start (s)", "tokens", "wall (s)", "tokens/s"]
+
+    def table_rows(self) -> list[list[str]]:
+        return [[r.engine, f"{r.start_s:.1f}", str(r.generated_tokens), f"{r.wall_s:.2f}",
+                 f"{r.tokens_per_s:.1f}"] for r in (self.in_process, self.http)]
+
+    def caption(self) -> str:
         ratio = self.http.tokens_per_s / self.in_process.tokens_per_s
-        t.caption = f"HTTP / in-process throughput: {ratio:.2f}×; identical greedy tokens: " + (
-            "yes" if self.same_tokens else "NO"
-        )
-        return t
+        same = "yes" if self.same_tokens else "NO"
+        return f"HTTP / in-process throughput: {ratio:.2f}×; identical greedy tokens: {same}"
 
 
 def _prompts(engine: Engine, n: int) -> list[list[int]]:

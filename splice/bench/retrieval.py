@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .index import IndexParams, make_faiss_index
+from retrieval.index import IndexParams, make_faiss_index
+
+from .report import BenchReport
 
 __all__ = ["RetrievalBenchReport", "run_retrieval_bench", "clustered_vectors"]
 
@@ -30,7 +33,7 @@ class IndexRow(BaseModel):
     memory_mb: float
 
 
-class RetrievalBenchReport(BaseModel):
+class RetrievalBenchReport(BenchReport):
     n: int
     dim: int
     queries: int
@@ -42,21 +45,23 @@ class RetrievalBenchReport(BaseModel):
     goal_met: bool = False
     best_hnsw: str = ""
 
-    def table(self):  # type: ignore[no-untyped-def]
-        from rich.table import Table
+    left_columns: ClassVar[tuple[int, ...]] = (0, 1)
 
-        t = Table(title=f"{self.n:,} x {self.dim} vectors, {self.queries:,} queries, "
-                  f"{self.threads} threads")  # fmt: skip
-        for col in ("index", "setting", "build s", "queries/s", "recall@10", "x Flat", "MB"):
-            t.add_column(col, justify="left" if col in ("index", "setting") else "right")
-        for r in self.rows:
-            t.add_row(r.index, r.setting, f"{r.build_s:.1f}", f"{r.qps:,.0f}",
-                      f"{r.recall_at_10:.3f}", f"{r.speedup_vs_flat:.1f}", f"{r.memory_mb:,.0f}")  # fmt: skip
-        t.caption = (f"embedding (MiniLM, this CPU): {self.embed_passages_per_s:,.0f} passages/s "
-                     f"(~128 tokens), {self.embed_sentences_per_s:,.0f} sentences/s. "
-                     f"Goal {self.goal}: {'met' if self.goal_met else 'NOT met'}"
-                     f"{' (' + self.best_hnsw + ')' if self.best_hnsw else ''}.")  # fmt: skip
-        return t
+    def title(self) -> str:
+        return f"{self.n:,} x {self.dim} vectors, {self.queries:,} queries, {self.threads} threads"
+
+    def columns(self) -> list[str]:
+        return ["index", "setting", "build s", "queries/s", "recall@10", "x Flat", "MB"]
+
+    def table_rows(self) -> list[list[str]]:
+        return [[r.index, r.setting, f"{r.build_s:.1f}", f"{r.qps:,.0f}", f"{r.recall_at_10:.3f}",
+                 f"{r.speedup_vs_flat:.1f}", f"{r.memory_mb:,.0f}"] for r in self.rows]
+
+    def caption(self) -> str:
+        best = f" ({self.best_hnsw})" if self.best_hnsw else ""
+        return (f"embedding (MiniLM, this CPU): {self.embed_passages_per_s:,.0f} passages/s "
+                f"(~128 tokens), {self.embed_sentences_per_s:,.0f} sentences/s. "
+                f"Goal {self.goal}: {'met' if self.goal_met else 'NOT met'}{best}.")
 
 
 def clustered_vectors(n: int, dim: int, *, clusters: int = 1000, latent: int = 48,
@@ -96,8 +101,8 @@ def _index_mb(index) -> float:  # type: ignore[no-untyped-def]
 
 
 def _embedding_rates(log: Callable[[str], None]) -> tuple[float, float]:
-    from .embedder import Embedder
-    from .kb import kb_documents
+    from evals.kb import kb_documents
+    from retrieval.embedder import Embedder
 
     emb = Embedder()
     emb.encode_passages(["warm up"])

@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 
 from pydantic import BaseModel
-from rich.table import Table
+
+from .report import BenchReport
 
 __all__ = ["EvalBench", "run_eval_bench"]
 
 
-class EvalBench(BaseModel):
+class EvalBench(BenchReport):
     questions: int
     concurrency: int
     sequential_s: float
@@ -27,25 +28,32 @@ class EvalBench(BaseModel):
     speedup: float
     same_answers: int
 
-    def table(self) -> Table:
-        t = Table(title=f"splice bench eval: {self.questions} questions")
-        for col in ("arm", "wall s", "questions/min"):
-            t.add_column(col, justify="left" if col == "arm" else "right")
-        t.add_row("one at a time", f"{self.sequential_s:.1f}", f"{self.sequential_qpm:.1f}")
-        t.add_row(f"continuous batching ({self.concurrency} in flight)", f"{self.batched_s:.1f}",
-                  f"{self.batched_qpm:.1f}")  # fmt: skip
-        t.caption = (f"speed-up {self.speedup:.2f}x (goal >= 5x); identical answers in both "
-                     f"arms: {self.same_answers}/{self.questions}")  # fmt: skip
-        return t
+    def title(self) -> str:
+        return f"splice bench eval: {self.questions} questions"
+
+    def columns(self) -> list[str]:
+        return ["arm", "wall s", "questions/min"]
+
+    def table_rows(self) -> list[list[str]]:
+        return [
+            ["one at a time", f"{self.sequential_s:.1f}", f"{self.sequential_qpm:.1f}"],
+            [f"continuous batching ({self.concurrency} in flight)", f"{self.batched_s:.1f}",
+             f"{self.batched_qpm:.1f}"],
+        ]
+
+    def caption(self) -> str:
+        return (f"speed-up {self.speedup:.2f}x (goal >= 5x); identical answers in both "
+                f"arms: {self.same_answers}/{self.questions}")
 
 
 def run_eval_bench(*, questions: int = 32, concurrency: int = 32, model: str | None = None,
                    log: Callable[[str], None] = print) -> EvalBench:  # fmt: skip
     from agent.loop import Budgets
     from agent.sdk import Agent
+    from evals.kb import kb_questions
     from retrieval import IndexRetriever
-    from retrieval.kb import ensure_kb_index, kb_questions
     from serving.vllm_engine import VLLMConfig, VLLMEngine
+    from splice.defaults import ensure_kb_index
 
     qs = [q.question for q in kb_questions(split="heldout", answerable=True)][:questions]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .cli_common import err, out, quiet_vllm
+from .common import err, out, quiet
 
 __all__ = ["train_app"]
 
@@ -51,12 +51,13 @@ def data(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
     """Build the training trajectories from the knowledge base's training split."""
-    quiet_vllm(verbose)
+    quiet(verbose)
     from transformers import AutoTokenizer
 
-    from retrieval.kb import ensure_kb_index, kb_questions
-    from training.data import (DataConfig, build_examples, chat_prompts, generate_chat_replies,
-                               read_probe, run_gather, write_dataset)  # fmt: skip
+    from evals.kb import chat_prompts, kb_questions
+    from splice.defaults import ensure_kb_index
+    from training.data import (DataConfig, build_examples, cached_chat_replies,
+                               generate_chat_replies, read_probe, run_gather, write_dataset)
     from training.trajectories import Replayer
 
     model = _base(base)
@@ -69,23 +70,16 @@ def data(
     else:
         err.print(f"[yellow]no probe at {probe_path}: no closed-book known/unknown examples "
                   "(run `splice probe` first)[/yellow]")  # fmt: skip
-    # 60/40 between entities nobody wrote about and questions with their source removed
-    cfg = DataConfig(seed=seed, tools_answer=tools_answer, closed_unknown=closed_unknown,
-                     tools_absent_unanswerable=tools_absent * 3 // 5,
-                     tools_absent_removed=tools_absent - tools_absent * 3 // 5,
-                     known_variants=known_variants)  # fmt: skip
+    cfg = DataConfig.from_counts(seed=seed, tools_answer=tools_answer,
+                                 closed_unknown=closed_unknown, tools_absent=tools_absent,
+                                 known_variants=known_variants)
     t0 = time.perf_counter()
     with err.status("retrieving passages for the training questions…"):
         index, _ = ensure_kb_index()
         qs = kb_questions(split="train")
         passages = run_gather(index, qs, cfg.retrieve_k)
     replies: dict[str, list[int]] = {}
-    cache = out_dir / "chat_replies.json"  # greedy replies of one base model: reusable
-    cached = json.loads(cache.read_text()) if chat and cache.is_file() else {}
-    if cached.get("model") == str(model):
-        replies = cached["replies"]
-        err.print(f"[dim]reusing the base model's chat replies from {cache}[/dim]")
-    elif chat:
+    if chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine
 
         async def gen() -> dict[str, list[int]]:
@@ -95,10 +89,15 @@ def data(
             finally:
                 await engine.aclose()
 
-        with err.status("the base model writes its own chat replies (about a minute)…"):
-            replies = asyncio.run(gen())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"model": str(model), "replies": replies}))
+        def generate() -> dict[str, list[int]]:
+            with err.status("the base model writes its own chat replies (about a minute)…"):
+                return asyncio.run(gen())
+
+        # Greedy replies of one base model: reusable across data builds.
+        cache = out_dir / "chat_replies.json"
+        replies, reused = cached_chat_replies(cache, model, generate)
+        if reused:
+            err.print(f"[dim]reusing the base model's chat replies from {cache}[/dim]")
     tokenizer = AutoTokenizer.from_pretrained(model)
     replayer = Replayer(tokenizer)
     with err.status("replaying trajectories through the agent loop…"):
@@ -134,8 +133,6 @@ def sft(
 ) -> None:
     """LoRA fine-tuning (attention + MLP, plus the tool tokens' embedding rows); loss on
     sampled ids only. Uses a GPU when there is one."""
-    import shutil
-
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
 
@@ -166,16 +163,11 @@ def sft(
     out.print(f"{result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
               f"({result.device}); final loss {result.final_loss:.3f} -> {result.adapter}")  # fmt: skip
     if ship:
-        from serving.prepare import shipped_adapter
+        from splice.defaults import adapter_home
+        from training.sft import ship_adapter
 
-        dest = Path(__file__).resolve().parent.parent / "training" / "adapter"
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(result.adapter / "adapter_model.safetensors", dest)
-        config = json.loads((result.adapter / "adapter_config.json").read_text())
-        config["base_model_name_or_path"] = "smollm2-135m-instruct-splice-base"  # no local paths
-        (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (dest / "train_log.json").write_text((out_dir / "train_log.json").read_text())
-        out.print(f"shipped to {shipped_adapter()}: run `splice prepare` to merge it")
+        dest = ship_adapter(result.adapter, out_dir / "train_log.json", adapter_home())
+        out.print(f"shipped to {dest}: run `splice prepare` to merge it")
     else:
         out.print(f"try it: splice prepare --adapter {result.adapter}")
 

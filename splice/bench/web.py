@@ -15,16 +15,16 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 from pydantic import BaseModel
-from rich.table import Table
+from agent.settings import WebSettings
+from retrieval.web.fetch import FetchError, Fetcher
 
-from .fetch import FetchError, Fetcher
-from .localserver import LocalWeb
-from .settings import WebSettings
+from .report import BenchReport
+from .webpages import LocalWeb
 
 __all__ = ["WebBench", "run_web_bench"]
 
 
-class WebBench(BaseModel):
+class WebBench(BenchReport):
     pages: int
     slowest_s: float
     single_slowest_s: float
@@ -35,17 +35,21 @@ class WebBench(BaseModel):
     hang_ratio: float
     fetched: int
 
-    def table(self) -> Table:
-        t = Table(title=f"splice bench web: {self.pages} pages on 5 local servers")
-        for col in ("figure", "measured", "ratio", "goal"):
-            t.add_column(col, justify="left" if col == "figure" else "right")
-        t.add_row(f"{self.pages} pages at once vs the slowest alone "
-                  f"({self.concurrent_s:.2f}s / {self.single_slowest_s:.2f}s)",
-                  f"{self.fetched}/{self.pages} fetched", f"{self.concurrent_ratio:.3f}", "≤ 1.2")  # fmt: skip
-        t.add_row(f"a never-finishing page beside them vs its timeout "
-                  f"({self.hang_wall_s:.2f}s / {self.hang_timeout_s:.2f}s)", "timed out",
-                  f"{self.hang_ratio:.3f}", "≤ 1 (+ noise)")  # fmt: skip
-        return t
+    def title(self) -> str:
+        return f"splice bench web: {self.pages} pages on 5 local servers"
+
+    def columns(self) -> list[str]:
+        return ["figure", "measured", "ratio", "goal"]
+
+    def table_rows(self) -> list[list[str]]:
+        return [
+            [f"{self.pages} pages at once vs the slowest alone "
+             f"({self.concurrent_s:.2f}s / {self.single_slowest_s:.2f}s)",
+             f"{self.fetched}/{self.pages} fetched", f"{self.concurrent_ratio:.3f}", "≤ 1.2"],
+            [f"a never-finishing page beside them vs its timeout "
+             f"({self.hang_wall_s:.2f}s / {self.hang_timeout_s:.2f}s)", "timed out",
+             f"{self.hang_ratio:.3f}", "≤ 1 (+ noise)"],
+        ]
 
 
 def run_web_bench(*, pages: int = 20, slowest_s: float = 1.0, hang_timeout_s: float = 2.0,

@@ -12,8 +12,9 @@ from rich.table import Table
 
 __all__ = ["index_app"]
 
+from .common import err, out
+
 index_app = typer.Typer(help="Build and search local FAISS indexes.", no_args_is_help=True)
-from .cli_common import err, out, print_report
 
 InputsArg = Annotated[
     list[Path],
@@ -67,7 +68,7 @@ def build(
 ) -> None:
     """Chunk, embed and index documents into DIR (written atomically)."""
     from retrieval import ChunkConfig, Embedder, LocalIndex, read_documents
-    from serving.errors import ConfigError
+    from agent.errors import ConfigError
 
     if index_type not in ("auto", "flat", "hnsw", "ivfpq"):
         raise ConfigError(f"unknown --type {index_type!r}: use flat, hnsw, ivfpq or auto")
@@ -164,42 +165,3 @@ def info(
     for key, val in rows:
         table.add_row(f"[bold]{key}[/bold]", escape(val))
     out.print(table)
-
-
-def bench_retrieval(
-    n: Annotated[int, typer.Option("--n", help="Vectors in the index.")] = 1_000_000,
-    dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
-    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 1000,
-    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
-    ef_construction: Annotated[int, typer.Option(help="HNSW build beam width.")] = 64,
-    no_embed: Annotated[
-        bool, typer.Option("--no-embed", help="Skip the embedding-throughput measurement.")
-    ] = False,
-    out_path: Annotated[
-        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
-    ] = None,
-) -> None:
-    """Flat vs HNSW vs IVF-PQ: build time, queries/s and recall@10 against Flat."""
-    from retrieval.bench import run_retrieval_bench
-
-    report = run_retrieval_bench(n=n, dim=dim, queries=queries, hnsw_m=hnsw_m,
-                                 ef_construction=ef_construction, embed=not no_embed,
-                                 log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
-    print_report(report, out_path)
-
-
-def bench_web(
-    pages: Annotated[int, typer.Option(help="Pages fetched at once.")] = 20,
-    slowest: Annotated[float, typer.Option(help="Latency of the slowest page, s.")] = 1.0,
-    hang_timeout: Annotated[float, typer.Option(help="Total timeout for the hanging page, s.")] = 2.0,
-    out_path: Annotated[
-        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
-    ] = None,
-) -> None:
-    """Concurrent page fetching against local servers: wall time vs the slowest page,
-    and what a never-finishing server costs."""
-    from retrieval.web.bench import run_web_bench
-
-    report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout,
-                           log=lambda s: err.print(f"[dim]{escape(s)}[/dim]"))  # fmt: skip
-    print_report(report, out_path)

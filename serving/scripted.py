@@ -1,4 +1,8 @@
-"""A scripted engine for unit tests of the agent loop (like httpx's MockTransport).
+"""A scripted engine: the model's output given by a function, not sampled.
+
+Two real uses: replaying training trajectories through the agent loop (the data
+pipeline writes what the model should have said), and unit tests of the loop (like
+httpx's MockTransport).
 
 A handler maps (prompt ids, params) to the ids the "model" would like to emit. The
 engine then behaves like vLLM does with those params: banned ids can never come out
@@ -14,7 +18,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from .engine import Engine, GenerationChunk, SamplingParams
+from agent.engine import Engine, GenerationChunk, SamplingParams
 
 __all__ = ["ScriptedEngine", "Handler"]
 

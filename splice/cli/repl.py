@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .sdk import Agent, ChatSession
-from .trace import Answer, AnswerEvent, TokenEvent, ToolCallEvent, ToolResultEvent
+from agent.sdk import Agent, ChatSession
+from agent.trace import Answer, AnswerEvent, TokenEvent, ToolCallEvent, ToolResultEvent
 
 __all__ = ["run_repl"]
 

@@ -1,0 +1,3 @@
+from splice.cli import main
+
+main()

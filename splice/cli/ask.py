@@ -1,0 +1,127 @@
+"""``splice ask``: one question, answered with live search events on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from .common import (
+    DtypeOpt, HybridOpt, IndexOpt, KVOpt, MaxLenOpt, ModelOpt, NoCacheOpt, PassagesOpt,
+    ProtocolOpt, SegmentOpt, TempOpt, TPOpt, UrlOpt, VerboseOpt, WebOpt, err, out, quiet,
+    started_engine, vllm_config,
+)
+
+__all__ = ["ask", "agent_session"]
+
+
+@asynccontextmanager
+async def agent_session(
+    *,
+    url: str | None,
+    config: Any,
+    index: Path | None,
+    passages: Path | None,
+    web: bool,
+    hybrid: bool,
+    no_cache: bool,
+    no_tools: bool,
+    protocol: str,
+    temperature: float,
+    max_tokens: int,
+) -> AsyncIterator[Any]:
+    """The retriever the options ask for, an engine, an Agent over both; all closed after."""
+    from agent import Agent, Budgets, SamplingParams
+    from splice.defaults import close_retriever, open_retriever
+
+    retriever = None
+    if not no_tools:
+        retriever = open_retriever(
+            index, passages=passages, web=web, hybrid=hybrid, no_cache=no_cache,
+            on_building=lambda: err.status("checking the built-in knowledge base index…"),
+        )
+    try:
+        async with started_engine(url, config) as engine:
+            yield Agent(
+                engine, [retriever] if retriever else [], protocol=protocol,
+                sampling=SamplingParams(temperature=temperature),
+                budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
+            )
+    finally:
+        await close_retriever(retriever)
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    no_tools: Annotated[bool, typer.Option("--no-tools", help="Closed-book: no search.")] = False,
+    index: IndexOpt = None,
+    passages: PassagesOpt = None,
+    web: WebOpt = False,
+    hybrid: HybridOpt = False,
+    no_cache: NoCacheOpt = False,
+    protocol: ProtocolOpt = "splice",
+    search_first: Annotated[
+        bool, typer.Option("--search-first", help="Prefill <search>: makes an untuned model search.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"answer","abstained","citations","trace"}.')
+    ] = False,
+    url: UrlOpt = None,
+    model: ModelOpt = None,
+    max_tokens: SegmentOpt = 256,
+    temperature: TempOpt = 0.0,
+    max_model_len: MaxLenOpt = 4096,
+    dtype: DtypeOpt = None,
+    kv_cache_gib: KVOpt = None,
+    tensor_parallel_size: TPOpt = 1,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Answer a question, searching when the model asks to; print the answer and sources."""
+    from agent.errors import ConfigError
+    from agent.trace import ToolCallEvent, ToolResultEvent
+
+    quiet(verbose)
+    if search_first and no_tools:
+        raise ConfigError("--search-first needs search: drop --no-tools")
+    config = vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
+
+    async def run() -> None:
+        async with agent_session(
+            url=url, config=config, index=index, passages=passages, web=web, hybrid=hybrid,
+            no_cache=no_cache, no_tools=no_tools, protocol=protocol, temperature=temperature,
+            max_tokens=max_tokens,
+        ) as agent:
+            prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
+            answer = None
+            async for ev in agent.stream(question, prefill=prefill):
+                if isinstance(ev, ToolCallEvent) and not as_json:
+                    err.print(f"[cyan]search[/cyan] {escape(json.dumps(ev.arguments))}")
+                elif isinstance(ev, ToolResultEvent) and not as_json:
+                    ids = ", ".join(c.id for c in ev.step.sources) or "no sources"
+                    err.print(f"[cyan]results[/cyan] {escape(ids)} ({ev.step.seconds:.2f}s)")
+                answer = getattr(ev, "answer", answer)
+            assert answer is not None
+            if as_json:
+                # Plain print: rich would wrap long strings and break the JSON.
+                payload = {
+                    "answer": answer.text,
+                    "abstained": answer.abstained,
+                    "citations": [c.model_dump() for c in answer.citations],
+                    "trace": [s.model_dump() for s in answer.trace],
+                }
+                print(json.dumps(payload, ensure_ascii=False, indent=2))
+            else:
+                out.print(answer.text, markup=False, highlight=False)
+                for c in answer.citations:
+                    out.print(
+                        f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",
+                        highlight=False,
+                    )
+
+    asyncio.run(run())

@@ -1,0 +1,117 @@
+"""``splice bench ...``: benchmarks that print side-by-side ratios measured in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import JsonOutOpt, ModelOpt, VerboseOpt, dim, err, print_report, quiet
+
+__all__ = ["bench_app"]
+
+bench_app = typer.Typer(help="Benchmarks that print side-by-side ratios.", no_args_is_help=True)
+
+
+@bench_app.command("engines")
+def bench_engines(
+    prompts: Annotated[int, typer.Option(help="Parallel prompts per run.")] = 16,
+    max_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 64,
+    model: ModelOpt = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """In-process vLLM vs `vllm serve` over HTTP: start time and tokens/s, side by side."""
+    from splice.bench.engines import run_engine_bench
+
+    quiet(verbose)
+    report = run_engine_bench(prompts=prompts, max_tokens=max_tokens, model=model, log=err.print)
+    print_report(report, out_path)
+
+
+@bench_app.command("loop")
+def bench_loop(
+    questions: Annotated[int, typer.Option(help="Questions for (a) and (c), one at a time.")] = 8,
+    batch: Annotated[int, typer.Option(help="Questions for (b), all at once.")] = 32,
+    rounds: Annotated[int, typer.Option(help="Most searches per question in (b).")] = 4,
+    latency_median: Annotated[float, typer.Option(help="(b) tool latency median, s.")] = 0.3,
+    latency_sigma: Annotated[float, typer.Option(help="(b) log-normal sigma.")] = 1.0,
+    model: ModelOpt = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Orchestrator overhead, async vs step-synchronous, and resume prefill, side by side."""
+    from splice.bench.loop import Latency, run_loop_bench
+    from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+    quiet(verbose)
+    report = run_loop_bench(lambda: VLLMEngine.start(VLLMConfig(model=model)),
+                            questions=questions, batch=batch, rounds=rounds,
+                            latency=Latency(median_s=latency_median, sigma=latency_sigma),
+                            log=err.print)  # fmt: skip
+    print_report(report, out_path)
+
+
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    n: Annotated[int, typer.Option("--n", help="Vectors in the index.")] = 1_000_000,
+    dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
+    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 1000,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
+    ef_construction: Annotated[int, typer.Option(help="HNSW build beam width.")] = 64,
+    no_embed: Annotated[
+        bool, typer.Option("--no-embed", help="Skip the embedding-throughput measurement.")
+    ] = False,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Flat vs HNSW vs IVF-PQ: build time, queries/s and recall@10 against Flat."""
+    from splice.bench.retrieval import run_retrieval_bench
+
+    report = run_retrieval_bench(n=n, dim=dim, queries=queries, hnsw_m=hnsw_m,
+                                 ef_construction=ef_construction, embed=not no_embed,
+                                 log=dim)
+    print_report(report, out_path)
+
+
+@bench_app.command("web")
+def bench_web(
+    pages: Annotated[int, typer.Option(help="Pages fetched at once.")] = 20,
+    slowest: Annotated[float, typer.Option(help="Latency of the slowest page, s.")] = 1.0,
+    hang_timeout: Annotated[float, typer.Option(help="Total timeout for the hanging page, s.")] = 2.0,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Concurrent page fetching against local servers: wall time vs the slowest page,
+    and what a never-finishing server costs."""
+    from splice.bench.web import run_web_bench
+
+    report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout,
+                           log=dim)
+    print_report(report, out_path)
+
+
+@bench_app.command("eval")
+def bench_eval(
+    questions: Annotated[int, typer.Option(help="Questions (built-in kb-answerable set).")] = 32,
+    concurrency: Annotated[int, typer.Option(help="In flight with continuous batching.")] = 32,
+    model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write JSON here.")] = None,
+) -> None:
+    """Questions per minute: continuous batching against one question at a time."""
+    from splice.bench.eval import run_eval_bench
+
+    quiet(False)
+
+    result = run_eval_bench(questions=questions, concurrency=concurrency, model=model,
+                            log=dim)
+    print_report(result, out_path)

@@ -1,0 +1,125 @@
+"""What every ``splice`` subcommand module shares: consoles, the options that several
+commands take (defined once here), and small helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from serving.environment import quiet_libraries
+
+__all__ = [
+    "err", "out", "quiet", "started_engine", "print_report", "vllm_config", "dim",
+    "ModelOpt", "MaxLenOpt", "DtypeOpt", "KVOpt", "TPOpt", "VerboseOpt", "UrlOpt",
+    "PassagesOpt", "WebOpt", "HybridOpt", "NoCacheOpt", "IndexOpt", "ProtocolOpt",
+    "SegmentOpt", "TempOpt", "JsonOutOpt",
+]
+
+err = Console(stderr=True)
+out = Console()
+
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", help="HF name or path; default: the prepared SmolLM2 model."),
+]
+MaxLenOpt = Annotated[int, typer.Option("--max-model-len", help="Context window in tokens.")]
+DtypeOpt = Annotated[
+    Optional[str], typer.Option("--dtype", help="float32 on CPU, auto on GPU by default.")
+]
+KVOpt = Annotated[
+    Optional[float], typer.Option("--kv-cache-gib", help="CPU KV-cache size in GiB (default 2).")
+]
+TPOpt = Annotated[int, typer.Option("--tensor-parallel-size", "-tp", help="GPUs per model.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's own logs.")]
+UrlOpt = Annotated[
+    Optional[str], typer.Option("--url", help="Use a running `splice serve-model` server.")
+]
+PassagesOpt = Annotated[
+    Optional[Path],
+    typer.Option("--passages", help="JSONL of {id,title,text} to search (in memory)."),
+]
+WebOpt = Annotated[
+    bool,
+    typer.Option(
+        "--web", help="Search the web (backend from SPLICE_WEB_* or ~/.config/splice/web.toml)."
+    ),
+]
+HybridOpt = Annotated[
+    bool,
+    typer.Option("--hybrid", help="Search the index and the web, merged by reciprocal-rank fusion."),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the web cache.")]
+IndexOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--index",
+        help="Index directory to search (`splice index build`); "
+        "default: the built-in knowledge base.",
+    ),
+]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="Tool-call protocol: splice, hermes (Qwen-style JSON calls) or "
+        "search-r1 (plain-text tags of Search-R1 checkpoints)."
+    ),
+]
+SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
+TempOpt = Annotated[float, typer.Option(help="0 = greedy.")]
+JsonOutOpt = Annotated[
+    Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+]
+
+
+def quiet(verbose: bool) -> None:
+    """Library logs to stderr, and only errors unless -v."""
+    quiet_libraries(verbose)
+
+
+def dim(message: str) -> None:
+    from rich.markup import escape
+
+    err.print(f"[dim]{escape(message)}[/dim]")
+
+
+def vllm_config(
+    model: str | None,
+    max_model_len: int = 4096,
+    dtype: str | None = None,
+    kv_cache_gib: float | None = None,
+    tensor_parallel_size: int = 1,
+) -> Any:
+    from serving.vllm_engine import VLLMConfig
+
+    return VLLMConfig(
+        model=model,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        kv_cache_gib=kv_cache_gib,
+        tensor_parallel_size=tensor_parallel_size,
+    )
+
+
+@asynccontextmanager
+async def started_engine(url: str | None, config: Any) -> AsyncIterator[Any]:
+    """An engine (in-process, or the server at ``url``) for a ``with`` body, then closed."""
+    from splice.defaults import engine_session
+
+    async with AsyncExitStack() as stack:
+        with err.status("starting the engine (about a minute on CPU)…"):
+            engine = await stack.enter_async_context(engine_session(url, config))
+        yield engine
+
+
+def print_report(report: Any, out_path: Path | None) -> None:
+    """A benchmark's table on stdout and, if asked, its figures as JSON."""
+    out.print(report.table())
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(report.model_dump_json(indent=2))
+        err.print(f"wrote {out_path}")

@@ -1,0 +1,66 @@
+"""``splice probe``: the knowledge probe of the self-interrogation recipe."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import err, out, quiet, started_engine, vllm_config
+
+__all__ = ["probe"]
+
+
+def probe(
+    datasets: Annotated[Optional[list[str]], typer.Argument(
+        help="Questions with gold answers [default: kb-train trivia-train, the training "
+             "splits].")] = None,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write.")] = Path(
+        "runs/probe.jsonl"),
+    k: Annotated[int, typer.Option("--k", help="Samples per question.")] = 5,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.7,
+    known_at: Annotated[float, typer.Option(
+        help="Share of correct samples that makes a question known.")] = 0.8,
+    limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
+    url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
+) -> None:
+    """Knowledge probe: sample the model closed-book K times per question, grade each
+    sample, label every question known or unknown (self-interrogation)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evals.datasets import load_dataset
+    from training.probe import probe_questions, write_probe
+
+    quiet(False)
+    names = datasets or ["kb-train", "trivia-train"]
+    loaded = [load_dataset(name).limit(limit) for name in names]
+    items = [it for ds in loaded for it in ds.items]
+    known = [0]
+
+    async def main() -> list[Any]:
+        async with started_engine(url, vllm_config(model)) as engine:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err) as progress:  # fmt: skip
+                task = progress.add_task("probing", total=len(items))
+
+                def on_record(rec: Any) -> None:
+                    known[0] += rec.label == "known"
+                    progress.update(task, advance=1, description=f"probing: {known[0]} known")
+
+                return await probe_questions(engine, items, k=k, temperature=temperature,
+                                             seed=seed, known_at=known_at, max_tokens=max_tokens,
+                                             concurrency=concurrency, on_record=on_record)  # fmt: skip
+
+    records = asyncio.run(main())
+    write_probe(out_path, records, {"datasets": names, "sha256": [ds.sha256 for ds in loaded],
+                                    "k": k,
+                                    "temperature": temperature, "known_at": known_at,
+                                    "seed": seed, "model": model or url or "default"})  # fmt: skip
+    out.print(f"{len(records)} questions: {known[0]} known, {len(records) - known[0]} unknown "
+              f"-> {out_path}")  # fmt: skip
