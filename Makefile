@@ -10,7 +10,7 @@ QUESTION ?= In which year was Things Fall Apart first published?
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test prepare train clean
+.PHONY: install lint demo test prepare train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,16 @@ train: prepare
 	$(BIN)/splice train sft --data runs/train-data/train.jsonl --out runs/sft --ship
 	$(BIN)/splice prepare
 
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Lint first (seconds), then the whole suite, the layering contract included.
 # pytest exits 5 when it collects no tests: report it rather than fail the build.
-test: install
+test: lint
 	@$(BIN)/python -m pytest -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; \
 	exit $$rc
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build

@@ -13,7 +13,6 @@ from .errors import (
     ServerUnreachableError,
     SpliceError,
 )
-
 from .loop import Budgets
 from .protocols import HermesProtocol, Message, Protocol, SearchR1Protocol, SpliceProtocol
 from .sdk import Agent, ChatSession

@@ -90,8 +90,7 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def _stream(
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None
-    ) -> AsyncIterator[GenerationChunk]:
-        ...
+    ) -> AsyncIterator[GenerationChunk]: ...
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""

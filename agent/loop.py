@@ -68,8 +68,14 @@ def _blocks(result: Any, limit: int, protocol: Protocol) -> tuple[list[str], lis
 
 
 class _Run:
-    def __init__(self, engine: Engine, protocol: Protocol, tools: Mapping[str, Tool],
-                 sampling: SamplingParams, budgets: Budgets) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine: Engine,
+        protocol: Protocol,
+        tools: Mapping[str, Tool],
+        sampling: SamplingParams,
+        budgets: Budgets,
+    ) -> None:
         self.engine, self.protocol, self.tools = engine, protocol, tools
         self.sampling, self.budgets = sampling, budgets
         self.ids: list[int] = []
@@ -91,12 +97,17 @@ class _Run:
         by_budget = self.budgets.max_new_tokens - len(self.new)
         return min(by_window, by_budget)
 
-    async def generate(self, max_tokens: int, *, stop: tuple[int, ...], banned: tuple[int, ...],
-                       parser: Any) -> AsyncIterator[Event]:  # fmt: skip
-        params = self.sampling.model_copy(update={
-            "max_tokens": max_tokens, "stop_token_ids": stop, "banned_token_ids": banned,
-            "stop": self.protocol.stop_strings,
-        })  # fmt: skip
+    async def generate(
+        self, max_tokens: int, *, stop: tuple[int, ...], banned: tuple[int, ...], parser: Any
+    ) -> AsyncIterator[Event]:
+        params = self.sampling.model_copy(
+            update={
+                "max_tokens": max_tokens,
+                "stop_token_ids": stop,
+                "banned_token_ids": banned,
+                "stop": self.protocol.stop_strings,
+            }
+        )
         t0 = time.perf_counter()
         seg: list[int] = []
         last = None
@@ -111,14 +122,16 @@ class _Run:
         self.ids += seg
         self.new += seg
         self.mask += [True] * len(seg)
-        self.trace.append(GenerationStep(
-            prompt_tokens=last.prompt_tokens if last else len(self.ids) - len(seg),
-            cached_prompt_tokens=last.cached_prompt_tokens if last else None,
-            generated_tokens=len(seg),
-            text=self.protocol.tokenizer.decode(seg),
-            finish_reason=last.finish_reason if last else None,
-            seconds=time.perf_counter() - t0,
-        ))  # fmt: skip
+        self.trace.append(
+            GenerationStep(
+                prompt_tokens=last.prompt_tokens if last else len(self.ids) - len(seg),
+                cached_prompt_tokens=last.cached_prompt_tokens if last else None,
+                generated_tokens=len(seg),
+                text=self.protocol.tokenizer.decode(seg),
+                finish_reason=last.finish_reason if last else None,
+                seconds=time.perf_counter() - t0,
+            )
+        )
 
     async def call_tool(self, call: ToolCall) -> ToolResultStep:
         t0 = time.perf_counter()
@@ -132,11 +145,15 @@ class _Run:
         elif name not in self.tools:
             blocks = [f"There is no tool named {name!r}. Answer from what you know."]
         elif self.searches >= self.budgets.max_searches:
-            blocks = ["The search budget is used up. Answer now from the information above, "
-                      f"or say {ABSTENTION}."]  # fmt: skip
+            blocks = [
+                "The search budget is used up. Answer now from the information above, "
+                f"or say {ABSTENTION}."
+            ]
         elif _normalize(query) in self.seen:
-            blocks = ["You already searched for this. Use the information above, search "
-                      f"something different, or say {ABSTENTION}."]  # fmt: skip
+            blocks = [
+                "You already searched for this. Use the information above, search "
+                f"something different, or say {ABSTENTION}."
+            ]
         else:
             self.seen.add(_normalize(query))
             self.searches += 1
@@ -146,7 +163,7 @@ class _Run:
                 )
                 blocks, cites = _blocks(result, self.budgets.passages, self.protocol)
                 ok = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 blocks = [f"The {name} tool timed out after {self.budgets.tool_timeout_s:g}s."]
             except ToolError as exc:
                 blocks = [f"The {name} tool failed: {exc}"]
@@ -156,9 +173,13 @@ class _Run:
         self.insert(ids)
         self.citations += [c for c in cites if c.id not in {x.id for x in self.citations}]
         return ToolResultStep(
-            name=name, ok=ok, observation="\n".join(blocks), sources=cites,
-            inserted_tokens=len(ids), seconds=time.perf_counter() - t0,
-        )  # fmt: skip
+            name=name,
+            ok=ok,
+            observation="\n".join(blocks),
+            sources=cites,
+            inserted_tokens=len(ids),
+            seconds=time.perf_counter() - t0,
+        )
 
     def _fit_result(self, blocks: list[str]) -> list[int]:
         """Cut passages by tokens so the block, and room to answer, fit the window."""
@@ -204,8 +225,12 @@ async def run_trajectory(
         if _turn == 0:
             for t in prefill:  # prefilled ids open the first segment, as if sampled
                 parser.feed(t)
-        async for ev in run.generate(min(room, run.budgets.max_segment_tokens),
-                                     stop=protocol.stop_token_ids, banned=banned, parser=parser):  # fmt: skip
+        async for ev in run.generate(
+            min(room, run.budgets.max_segment_tokens),
+            stop=protocol.stop_token_ids,
+            banned=banned,
+            parser=parser,
+        ):
             yield ev
         action = parser.action()
         if action.kind == "call" and action.call is not None:
@@ -224,17 +249,19 @@ async def run_trajectory(
     if answer is None:
         # Out of turns, tokens or window: say so, then make the model answer.
         forced = True
-        note = protocol.result_ids(
-            [f"No more searches. Answer now, or say {ABSTENTION}."], 32
-        ) if run.room() > ANSWER_ROOM + 40 else []  # fmt: skip
+        note = (
+            protocol.result_ids([f"No more searches. Answer now, or say {ABSTENTION}."], 32)
+            if run.room() > ANSWER_ROOM + 40
+            else []
+        )
         run.insert(note + protocol.answer_prefix_ids())
         parser = protocol.parser()
         for t in protocol.answer_prefix_ids():
             parser.feed(t)
         room = max(1, min(run.room(), ANSWER_ROOM))
-        async for ev in run.generate(room, stop=protocol.stop_token_ids,
-                                     banned=protocol.answer_banned_ids,
-                                     parser=parser):  # fmt: skip
+        async for ev in run.generate(
+            room, stop=protocol.stop_token_ids, banned=protocol.answer_banned_ids, parser=parser
+        ):
             yield ev
         answer = parser.action().answer
 
@@ -242,8 +269,15 @@ async def run_trajectory(
     abstained = is_abstention(text)
     run.trace.append(AnswerStep(text=text, abstained=abstained, forced=forced))
     mean_lp = sum(run.logprobs) / len(run.logprobs) if run.logprobs else None
-    yield AnswerEvent(answer=Answer(
-        text=text, abstained=abstained, citations=[] if abstained else run.citations,
-        trace=run.trace, token_ids=run.new, mask=run.mask, mean_logprob=mean_lp,
-        seconds=time.perf_counter() - t_start,
-    ))  # fmt: skip
+    yield AnswerEvent(
+        answer=Answer(
+            text=text,
+            abstained=abstained,
+            citations=[] if abstained else run.citations,
+            trace=run.trace,
+            token_ids=run.new,
+            mask=run.mask,
+            mean_logprob=mean_lp,
+            seconds=time.perf_counter() - t_start,
+        )
+    )

@@ -25,7 +25,7 @@ __all__ = ["Agent", "ChatSession", "DEFAULT_SYSTEM_PROMPT"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Splice, a careful assistant that answers from what it knows or reads. "
-    "You never guess: when you are not sure, you say \"I don't know\"."
+    'You never guess: when you are not sure, you say "I don\'t know".'
 )
 
 ToolLike = Tool | Retriever | Callable[..., Any]
@@ -80,8 +80,11 @@ class Agent:
         prefill: Sequence[int] = (),
     ) -> AsyncIterator[Event]:
         """Events as they happen; the last one is an ``AnswerEvent``."""
-        history = [Message(role="user", content=question)] if isinstance(question, str) \
-            else list(question)  # fmt: skip
+        history = (
+            [Message(role="user", content=question)]
+            if isinstance(question, str)
+            else list(question)
+        )
         tools_on = self.use_tools if use_tools is None else use_tools
         async for ev in run_trajectory(
             self.engine,

@@ -46,8 +46,6 @@ def splice_home() -> Path:
 USER_AGENT = "Splice/0.1 (agentic RAG research fetcher; +https://github.com/splice-rag/splice)"
 
 
-
-
 class WebSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPLICE_WEB_", extra="ignore")
 
@@ -56,9 +54,11 @@ class WebSettings(BaseSettings):
     brave_url: str = "https://api.search.brave.com/res/v1/web/search"
     tavily_url: str = "https://api.tavily.com/search"
     brave_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("SPLICE_WEB_BRAVE_API_KEY", "BRAVE_API_KEY"))
+        None, validation_alias=AliasChoices("SPLICE_WEB_BRAVE_API_KEY", "BRAVE_API_KEY")
+    )
     tavily_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("SPLICE_WEB_TAVILY_API_KEY", "TAVILY_API_KEY"))
+        None, validation_alias=AliasChoices("SPLICE_WEB_TAVILY_API_KEY", "TAVILY_API_KEY")
+    )
 
     results: int = Field(5, description="Search results asked of the backend.")
     pages: int = Field(3, description="Top results whose pages are fetched and read.")

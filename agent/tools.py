@@ -16,8 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-__all__ = ["Document", "Passage", "Retriever", "InMemoryRetriever", "Tool", "tool", "search_tool",
-           "ToolError"]  # fmt: skip
+__all__ = [
+    "Document",
+    "Passage",
+    "Retriever",
+    "InMemoryRetriever",
+    "Tool",
+    "tool",
+    "search_tool",
+    "ToolError",
+]
 
 
 class ToolError(Exception):
@@ -49,8 +57,7 @@ class Retriever(abc.ABC):
     """Port to a passage store (FAISS, web search, or the in-memory one below)."""
 
     @abc.abstractmethod
-    async def search(self, query: str, k: int = 3) -> list[Passage]:
-        ...
+    async def search(self, query: str, k: int = 3) -> list[Passage]: ...
 
 
 _WORD = re.compile(r"\w+")
@@ -83,10 +90,12 @@ class InMemoryRetriever(Retriever):
 def _args_model(fn: Callable[..., Any], name: str) -> type[BaseModel]:
     """A pydantic model of ``fn``'s parameters (annotations and defaults)."""
     fields = {
-        p.name: (p.annotation if p.annotation is not inspect.Parameter.empty else Any,
-                 p.default if p.default is not inspect.Parameter.empty else ...)
+        p.name: (
+            p.annotation if p.annotation is not inspect.Parameter.empty else Any,
+            p.default if p.default is not inspect.Parameter.empty else ...,
+        )
         for p in inspect.signature(fn).parameters.values()
-    }  # fmt: skip
+    }
     return create_model(f"{name}_args", **fields)  # type: ignore[call-overload]
 
 
@@ -109,12 +118,16 @@ class Tool(BaseModel):
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
-        return cls(name=name, description=inspect.getdoc(fn) or "", parameters=schema,
-                   fn=fn, args_model=model)  # fmt: skip
+        return cls(
+            name=name,
+            description=inspect.getdoc(fn) or "",
+            parameters=schema,
+            fn=fn,
+            args_model=model,
+        )
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description,
-                "parameters": self.parameters}  # fmt: skip
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     async def __call__(self, arguments: dict[str, Any]) -> Any:
         try:

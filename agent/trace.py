@@ -10,9 +10,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["GenerationStep", "ToolCallStep", "ToolResultStep", "AnswerStep", "Step",
-           "TokenEvent", "ToolCallEvent", "ToolResultEvent", "AnswerEvent", "Event",
-           "Citation", "Answer"]  # fmt: skip
+__all__ = [
+    "GenerationStep",
+    "ToolCallStep",
+    "ToolResultStep",
+    "AnswerStep",
+    "Step",
+    "TokenEvent",
+    "ToolCallEvent",
+    "ToolResultEvent",
+    "AnswerEvent",
+    "Event",
+    "Citation",
+    "Answer",
+]
 
 
 class GenerationStep(BaseModel):
@@ -56,8 +67,9 @@ class AnswerStep(BaseModel):
     """True when a budget ran out and the model was made to answer."""
 
 
-Step = Annotated[GenerationStep | ToolCallStep | ToolResultStep | AnswerStep,
-                 Field(discriminator="type")]  # fmt: skip
+Step = Annotated[
+    GenerationStep | ToolCallStep | ToolResultStep | AnswerStep, Field(discriminator="type")
+]
 
 
 class TokenEvent(BaseModel):
@@ -104,6 +116,7 @@ class Answer(BaseModel):
         return sum(1 for s in self.trace if isinstance(s, ToolCallStep))
 
 
-Event = Annotated[TokenEvent | ToolCallEvent | ToolResultEvent | AnswerEvent,
-                  Field(discriminator="type")]  # fmt: skip
+Event = Annotated[
+    TokenEvent | ToolCallEvent | ToolResultEvent | AnswerEvent, Field(discriminator="type")
+]
 AnswerEvent.model_rebuild()

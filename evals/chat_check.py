@@ -20,8 +20,12 @@ async def check_chat(agent: Agent, prompts: Sequence[dict[str, str]]) -> list[di
     """One row per prompt: its answer and how many searches it made."""
     answers = await agent.aask_many([p["prompt"] for p in prompts])
     return [
-        {"id": p["id"], "prompt": p["prompt"], "answer": a.text,
-         "searches": sum(isinstance(s, ToolCallStep) for s in a.trace)}
+        {
+            "id": p["id"],
+            "prompt": p["prompt"],
+            "answer": a.text,
+            "searches": sum(isinstance(s, ToolCallStep) for s in a.trace),
+        }
         for p, a in zip(prompts, answers)
     ]
 

@@ -79,7 +79,7 @@ def _bool(value: Any, where: str) -> bool:
         return value.strip().lower() in ("true", "1", "yes")
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise DatasetError(where, f"\"answerable\" must be true or false, got {value!r}")
+    raise DatasetError(where, f'"answerable" must be true or false, got {value!r}')
 
 
 def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
@@ -93,8 +93,10 @@ def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
     golds = _golds(row.get(gold_field), where) if gold_field else []
     answerable = _bool(row["answerable"], where) if "answerable" in row else True
     if answerable and not golds:
-        raise DatasetError(where, f"no gold answer: expected one of {', '.join(GOLD_FIELDS)} "
-                           "(or \"answerable\": false)")  # fmt: skip
+        raise DatasetError(
+            where,
+            f'no gold answer: expected one of {", ".join(GOLD_FIELDS)} (or "answerable": false)',
+        )
     rng = row.get("acceptable_range")
     if rng is not None:
         if isinstance(rng, str):
@@ -102,13 +104,17 @@ def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
                 rng = json.loads(rng)
             except json.JSONDecodeError:
                 rng = None
-        if not (isinstance(rng, list) and len(rng) == 2
-                and all(isinstance(x, (int, float)) for x in rng)):  # fmt: skip
-            raise DatasetError(where, "\"acceptable_range\" must be [low, high]")
+        if not (
+            isinstance(rng, list)
+            and len(rng) == 2
+            and all(isinstance(x, (int, float)) for x in rng)
+        ):
+            raise DatasetError(where, '"acceptable_range" must be [low, high]')
         rng = (float(rng[0]), float(rng[1]))
     rid = row.get("id", row.get("qid", fallback_id))
-    return EvalItem(id=str(rid), question=q.strip(), answers=golds, answerable=answerable,
-                    acceptable_range=rng)  # fmt: skip
+    return EvalItem(
+        id=str(rid), question=q.strip(), answers=golds, answerable=answerable, acceptable_range=rng
+    )
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
@@ -127,8 +133,11 @@ def _json_rows(path: Path) -> Iterator[tuple[Any, str]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(str(path), f"not valid JSON ({exc})") from None
     if isinstance(data, dict):  # {"data": [...]} or {id: row, ...} (SelfAware variants)
-        data = data.get("data") or data.get("example") or [
-            {"id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]  # fmt: skip
+        data = (
+            data.get("data")
+            or data.get("example")
+            or [{"id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]
+        )
     if not isinstance(data, list):
         raise DatasetError(str(path), "expected a list of objects")
     for n, row in enumerate(data, 1):
@@ -153,13 +162,16 @@ def _rows(path: Path) -> Iterator[tuple[Any, str]]:
         return _json_rows(path)
     if suffix in (".csv", ".tsv"):
         return _csv_rows(path, "\t" if suffix == ".tsv" else ",")
-    raise DatasetError(str(path), f"unsupported dataset type {suffix or '(none)'}: "
-                       "use .jsonl, .json, .csv or .tsv")  # fmt: skip
+    raise DatasetError(
+        str(path), f"unsupported dataset type {suffix or '(none)'}: use .jsonl, .json, .csv or .tsv"
+    )
 
 
 def _from_file(path: Path, name: str) -> Dataset:
-    items = [item_from_row(row, where, f"{path.stem}-{n}")
-             for n, (row, where) in enumerate(_rows(path), 1)]  # fmt: skip
+    items = [
+        item_from_row(row, where, f"{path.stem}-{n}")
+        for n, (row, where) in enumerate(_rows(path), 1)
+    ]
     if not items:
         raise DatasetError(str(path), "no questions in the file")
     seen: set[str] = set()
@@ -182,8 +194,10 @@ def _builtin(name: str) -> Dataset:
         qs = kb_questions(split="train", answerable=True)
     else:
         qs = kb_questions(split="heldout", answerable=(name == "kb-answerable"))
-    items = [EvalItem(id=q.id, question=q.question, answers=q.answers, answerable=q.answerable)
-             for q in qs]  # fmt: skip
+    items = [
+        EvalItem(id=q.id, question=q.question, answers=q.answers, answerable=q.answerable)
+        for q in qs
+    ]
     return Dataset(name=name, items=items, sha256=f"kb:{kb_fingerprint()}")
 
 
@@ -196,10 +210,13 @@ def _huggingface(spec: str) -> Dataset:
     try:
         data = datasets.load_dataset(name, split=split or "test")
     except Exception as exc:  # network, unknown name: one line, the fix
-        raise translate_error(exc, f"hf:{spec}", kind=DatasetError,
-                              fix="check the name and network access") from None
-    items = [item_from_row(dict(row), f"hf:{spec}:row {n}", f"{name}-{n}")
-             for n, row in enumerate(data, 1)]  # fmt: skip
+        raise translate_error(
+            exc, f"hf:{spec}", kind=DatasetError, fix="check the name and network access"
+        ) from None
+    items = [
+        item_from_row(dict(row), f"hf:{spec}:row {n}", f"{name}-{n}")
+        for n, row in enumerate(data, 1)
+    ]
     return Dataset(name=f"hf:{spec}", items=items, sha256=f"hf:{data._fingerprint}")
 
 
@@ -215,6 +232,7 @@ def load_dataset(spec: str) -> Dataset:
         return _from_file(Path(rest), kind)
     path = Path(spec)
     if not path.exists():
-        raise DatasetError(spec, f"no such file or built-in set: use a path or one of "
-                           f"{', '.join(BUILTIN)}")  # fmt: skip
+        raise DatasetError(
+            spec, f"no such file or built-in set: use a path or one of {', '.join(BUILTIN)}"
+        )
     return _from_file(path, path.stem)

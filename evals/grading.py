@@ -28,21 +28,50 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation + "‘’“”–—")
 
 ABSTENTION_PHRASES = (
-    "i don't know", "i do not know", "i dont know", "don't know", "do not know",
-    "i'm not sure", "i am not sure", "not sure", "i cannot answer", "i can't answer",
-    "unable to answer", "cannot be determined", "can't be determined", "no information",
-    "not enough information", "insufficient information", "does not contain",
-    "do not contain", "doesn't contain", "don't have", "do not have", "not mentioned",
-    "not provided", "no answer", "unknown", "i have no idea", "no idea", "i cannot say",
-    "i can't say", "i cannot determine", "i'm unable", "i am unable",
-)  # fmt: skip
+    "i don't know",
+    "i do not know",
+    "i dont know",
+    "don't know",
+    "do not know",
+    "i'm not sure",
+    "i am not sure",
+    "not sure",
+    "i cannot answer",
+    "i can't answer",
+    "unable to answer",
+    "cannot be determined",
+    "can't be determined",
+    "no information",
+    "not enough information",
+    "insufficient information",
+    "does not contain",
+    "do not contain",
+    "doesn't contain",
+    "don't have",
+    "do not have",
+    "not mentioned",
+    "not provided",
+    "no answer",
+    "unknown",
+    "i have no idea",
+    "no idea",
+    "i cannot say",
+    "i can't say",
+    "i cannot determine",
+    "i'm unable",
+    "i am unable",
+)
 
 _HEDGE_SPLIT = re.compile(r"\s*(?:,|;|/|\bor\b|\beither\b)\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
 _MAGNITUDE = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
-_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty".split())}  # fmt: skip
+_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
 
 
 def normalize(text: str) -> str:
@@ -110,8 +139,13 @@ def _is_numeric(gold: str) -> bool:
     number word ("two")."""
     if normalize(gold) in _WORDS:
         return True
-    return bool(re.fullmatch(r"\s*(about|around|approximately|roughly)?\s*[-+]?[\d.,]+\s*"
-                             r"(thousand|million|billion|trillion)?\s*[^\d]{0,20}", gold.lower()))  # fmt: skip
+    return bool(
+        re.fullmatch(
+            r"\s*(about|around|approximately|roughly)?\s*[-+]?[\d.,]+\s*"
+            r"(thousand|million|billion|trillion)?\s*[^\d]{0,20}",
+            gold.lower(),
+        )
+    )
 
 
 def _text_match(answer: str, gold: str) -> bool:
@@ -132,8 +166,13 @@ def _text_match(answer: str, gold: str) -> bool:
     return bool(re.search(rf"\b{re.escape(a)}\b", g)) and len(a_words) * 2 >= len(g_words)
 
 
-def grade_answer(answer: str, golds: Sequence[str], *, answerable: bool = True,
-                 acceptable_range: tuple[float, float] | None = None) -> Grade:  # fmt: skip
+def grade_answer(
+    answer: str,
+    golds: Sequence[str],
+    *,
+    answerable: bool = True,
+    acceptable_range: tuple[float, float] | None = None,
+) -> Grade:
     if is_abstention(answer) or is_hedge(answer, golds):
         return Grade.NOT_ATTEMPTED
     if not answerable:

@@ -46,8 +46,14 @@ def parse_judge_reply(reply: str) -> str:
 
 
 class Judge:
-    def __init__(self, url: str, model: str | None = None, *, api_key: str | None = None,
-                 timeout_s: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
         try:
             from openai import AsyncOpenAI
         except ImportError as exc:
@@ -56,8 +62,12 @@ class Judge:
             raise DependencyMissingError("openai", "pip install openai") from exc
         self.url = url.rstrip("/")
         base = self.url if self.url.endswith("/v1") else self.url + "/v1"
-        self.client = AsyncOpenAI(base_url=base, timeout=timeout_s, max_retries=2,
-                                  api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"))  # fmt: skip
+        self.client = AsyncOpenAI(
+            base_url=base,
+            timeout=timeout_s,
+            max_retries=2,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"),
+        )
         self.model = model
 
     async def check(self) -> None:
@@ -74,8 +84,9 @@ class Judge:
                 raise ServerUnreachableError(self.url, "it serves no model")
             self.model = ids[0]
 
-    async def grade(self, question: str, golds: Sequence[str], answer: str,
-                    answerable: bool = True) -> tuple[str, str]:  # fmt: skip
+    async def grade(
+        self, question: str, golds: Sequence[str], answer: str, answerable: bool = True
+    ) -> tuple[str, str]:
         """(grade, raw reply)."""
         import openai
 
@@ -83,9 +94,11 @@ class Judge:
         prompt = JUDGE_PROMPT.format(question=question, gold=gold, answer=answer or "(empty)")
         try:
             resp = await self.client.chat.completions.create(
-                model=self.model or "", messages=[{"role": "user", "content": prompt}],
-                temperature=0, max_tokens=8,
-            )  # fmt: skip
+                model=self.model or "",
+                messages=[{"role": "user", "content": prompt}],
+                temperature=0,
+                max_tokens=8,
+            )
         except openai.OpenAIError as exc:
             return UNPARSEABLE, f"error: {type(exc).__name__}: {str(exc)[:200]}"
         reply = resp.choices[0].message.content or ""

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -27,8 +27,18 @@ from agent.tools import Document
 
 from .fictional import GENERATOR_VERSION, generate_entities
 
-__all__ = ["KBEntry", "KBQuestion", "kb_entries", "kb_documents", "kb_questions",
-           "kb_fingerprint", "split_of", "data_dir", "builtin_file", "chat_prompts"]  # fmt: skip
+__all__ = [
+    "KBEntry",
+    "KBQuestion",
+    "kb_entries",
+    "kb_documents",
+    "kb_questions",
+    "kb_fingerprint",
+    "split_of",
+    "data_dir",
+    "builtin_file",
+    "chat_prompts",
+]
 
 Split = Literal["train", "heldout"]
 ENTITIES_PER_KIND = 60
@@ -47,8 +57,9 @@ def builtin_file(name: str) -> Path:
 
 
 def split_of(item_id: str) -> Split:
-    return "heldout" if int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 5 == 0 \
-        else "train"  # fmt: skip
+    return (
+        "heldout" if int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 5 == 0 else "train"
+    )
 
 
 def _in_corpus(entity_id: str) -> bool:
@@ -81,8 +92,10 @@ class KBEntry(BaseModel):
 def _article_files() -> list[Path]:
     files = sorted((data_dir() / "articles").glob("*.jsonl"))
     if not files:
-        raise DatasetError(str(data_dir() / "articles"), "no article files: the checkout is "
-                          "incomplete (evals/data/kb/articles/*.jsonl)")  # fmt: skip
+        raise DatasetError(
+            str(data_dir() / "articles"),
+            "no article files: the checkout is incomplete (evals/data/kb/articles/*.jsonl)",
+        )
     return files
 
 
@@ -95,23 +108,41 @@ def kb_entries() -> tuple[KBEntry, ...]:
                 continue
             try:
                 row = json.loads(line)
-                entries.append(KBEntry(id=row["id"], title=row["title"],
-                                       category=row.get("category", path.stem), text=row["text"],
-                                       qa=row.get("qa", []), split=split_of(row["id"])))  # fmt: skip
+                entries.append(
+                    KBEntry(
+                        id=row["id"],
+                        title=row["title"],
+                        category=row.get("category", path.stem),
+                        text=row["text"],
+                        qa=row.get("qa", []),
+                        split=split_of(row["id"]),
+                    )
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise DatasetError(f"{path}:{lineno}", f"bad article row ({exc})") from None
     for ent in generate_entities(ENTITIES_PER_KIND):
-        entries.append(KBEntry(id=ent.id, title=ent.name, category=f"fictional-{ent.kind}",
-                               text=ent.text, qa=[q.model_dump() for q in ent.qa],
-                               split=split_of(ent.id), fictional=True,
-                               in_corpus=_in_corpus(ent.id)))  # fmt: skip
+        entries.append(
+            KBEntry(
+                id=ent.id,
+                title=ent.name,
+                category=f"fictional-{ent.kind}",
+                text=ent.text,
+                qa=[q.model_dump() for q in ent.qa],
+                split=split_of(ent.id),
+                fictional=True,
+                in_corpus=_in_corpus(ent.id),
+            )
+        )
     return tuple(entries)
 
 
 def kb_documents() -> list[Document]:
     """What the knowledge-base index holds: every article and the in-corpus entities."""
-    return [Document(id=e.id, title=e.title, text=e.text, source=f"kb:{e.id}")
-            for e in kb_entries() if e.in_corpus]  # fmt: skip
+    return [
+        Document(id=e.id, title=e.title, text=e.text, source=f"kb:{e.id}")
+        for e in kb_entries()
+        if e.in_corpus
+    ]
 
 
 def kb_questions(split: Split | None = None, answerable: bool | None = None) -> list[KBQuestion]:
@@ -122,10 +153,18 @@ def kb_questions(split: Split | None = None, answerable: bool | None = None) -> 
         if answerable is not None and e.in_corpus != answerable:
             continue
         for n, qa in enumerate(e.qa):
-            out.append(KBQuestion(id=f"{e.id}/q{n}", question=qa["question"],
-                                  answers=[qa["answer"]], answerable=e.in_corpus,
-                                  source_id=e.id, split=e.split, fictional=e.fictional,
-                                  category=e.category))  # fmt: skip
+            out.append(
+                KBQuestion(
+                    id=f"{e.id}/q{n}",
+                    question=qa["question"],
+                    answers=[qa["answer"]],
+                    answerable=e.in_corpus,
+                    source_id=e.id,
+                    split=e.split,
+                    fictional=e.fictional,
+                    category=e.category,
+                )
+            )
     return out
 
 
@@ -145,12 +184,17 @@ def read_rows(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for lineno, row in iter_jsonl(path):
         if not isinstance(row, dict) or any(f not in row for f in fields):
-            raise DatasetError(f"{path}:{lineno}", f"expected a JSON object with {', '.join(fields)}")
+            raise DatasetError(
+                f"{path}:{lineno}", f"expected a JSON object with {', '.join(fields)}"
+            )
         rows.append(row)
     return rows
 
 
 def chat_prompts(split: Split = "train") -> list[dict[str, str]]:
     """Ordinary chat prompts (no search needed), by the same fixed split."""
-    return [r for r in read_rows(builtin_file("chat.jsonl"), ("id", "prompt"))
-            if split_of(r["id"]) == split]
+    return [
+        r
+        for r in read_rows(builtin_file("chat.jsonl"), ("id", "prompt"))
+        if split_of(r["id"]) == split
+    ]

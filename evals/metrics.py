@@ -13,8 +13,19 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-__all__ = ["Interval", "Summary", "summarize", "group_summaries", "tool_induced_hallucination",
-           "rates", "risk_coverage", "cohen_kappa", "mean_interval", "Agreement", "grader_agreement"]  # fmt: skip
+__all__ = [
+    "Interval",
+    "Summary",
+    "summarize",
+    "group_summaries",
+    "tool_induced_hallucination",
+    "rates",
+    "risk_coverage",
+    "cohen_kappa",
+    "mean_interval",
+    "Agreement",
+    "grader_agreement",
+]
 
 GRADES = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
 
@@ -68,8 +79,12 @@ def rates(grades: np.ndarray) -> dict[str, float | None]:
     return {"c": c, "i": i, "a": a, "acc": acc, "f": f, "s50": c - i * 1.0, "s75": c - i * 3.0}
 
 
-def _bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], float | None],
-               rounds: int, rng: np.random.Generator) -> tuple[float | None, float | None]:  # fmt: skip
+def _bootstrap(
+    values: np.ndarray,
+    stat: Callable[[np.ndarray], float | None],
+    rounds: int,
+    rng: np.random.Generator,
+) -> tuple[float | None, float | None]:
     if len(values) == 0:
         return None, None
     samples = []
@@ -90,8 +105,9 @@ def _interval(values: np.ndarray, key: str, rounds: int, seed: int) -> Interval:
     return Interval(value=point, low=lo, high=hi)
 
 
-def mean_interval(values: Sequence[float] | np.ndarray, *, rounds: int = 1000,
-                  seed: int = 0) -> Interval:  # fmt: skip
+def mean_interval(
+    values: Sequence[float] | np.ndarray, *, rounds: int = 1000, seed: int = 0
+) -> Interval:
     """A share (mean of 0/1 values) with its 95% bootstrap interval."""
     x = np.asarray(values, float)
     if len(x) == 0:
@@ -104,19 +120,28 @@ def _codes(records: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([GRADES.index(r["grade"]) for r in records if r["grade"] in GRADES], int)
 
 
-def summarize(records: Sequence[dict[str, Any]], dataset: str, condition: str, *,
-              rounds: int = 1000, seed: int = 0) -> Summary:  # fmt: skip
+def summarize(
+    records: Sequence[dict[str, Any]],
+    dataset: str,
+    condition: str,
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+) -> Summary:
     graded = [r for r in records if r["grade"] in GRADES]
     codes = _codes(graded)
     unans = _codes([r for r in graded if not r.get("answerable", True)])
     # Abstention recall: share of unanswerable items not attempted (code 2).
     abst = (unans == 2).astype(float)
+
     def mean_ci(x: np.ndarray) -> Interval:
         return mean_interval(x, rounds=rounds, seed=seed)
 
     lat = np.array([r.get("latency_s", 0.0) for r in records], float)
     return Summary(
-        dataset=dataset, condition=condition, n=len(graded),
+        dataset=dataset,
+        condition=condition,
+        n=len(graded),
         unparseable=sum(r["grade"] == "UNPARSEABLE" for r in records),
         errors=sum(r["grade"] == "ERROR" for r in records),
         correct=_interval(codes, "c", rounds, seed),
@@ -130,20 +155,29 @@ def summarize(records: Sequence[dict[str, Any]], dataset: str, condition: str, *
         abstention_recall=mean_ci(abst),
         false_answer_rate=mean_ci(1.0 - abst),
         search_call_rate=float(np.mean([r.get("searches", 0) > 0 for r in records]))
-        if records else 0.0,
+        if records
+        else 0.0,
         mean_turns=float(np.mean([r.get("turns", 0) for r in records])) if records else 0.0,
         mean_tokens=float(np.mean([r.get("tokens", 0) for r in records])) if records else 0.0,
         mean_latency_s=float(lat.mean()) if len(lat) else 0.0,
         p95_latency_s=float(np.percentile(lat, 95)) if len(lat) else 0.0,
-    )  # fmt: skip
+    )
 
 
-def tool_induced_hallucination(closed: Iterable[dict[str, Any]], tools: Iterable[dict[str, Any]],
-                               *, rounds: int = 1000, seed: int = 0) -> Interval:  # fmt: skip
+def tool_induced_hallucination(
+    closed: Iterable[dict[str, Any]],
+    tools: Iterable[dict[str, Any]],
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+) -> Interval:
     """Share of questions right or abstained closed-book but wrong with tools (paired by id)."""
     before = {r["id"]: r["grade"] for r in closed if r["grade"] in GRADES}
-    flags = [float(before[r["id"]] in ("CORRECT", "NOT_ATTEMPTED") and r["grade"] == "INCORRECT")
-             for r in tools if r["grade"] in GRADES and r["id"] in before]  # fmt: skip
+    flags = [
+        float(before[r["id"]] in ("CORRECT", "NOT_ATTEMPTED") and r["grade"] == "INCORRECT")
+        for r in tools
+        if r["grade"] in GRADES and r["id"] in before
+    ]
     x = np.array(flags, float)
     if len(x) == 0:
         return Interval(value=None)
@@ -151,8 +185,9 @@ def tool_induced_hallucination(closed: Iterable[dict[str, Any]], tools: Iterable
     return Interval(value=float(np.mean(x)), low=lo, high=hi)
 
 
-def group_summaries(records: Sequence[dict[str, Any]], *, rounds: int = 1000,
-                    seed: int = 0) -> list[Summary]:  # fmt: skip
+def group_summaries(
+    records: Sequence[dict[str, Any]], *, rounds: int = 1000, seed: int = 0
+) -> list[Summary]:
     """One summary per (dataset, condition), with tool-induced hallucination set on each
     tool-using condition that has a closed-book twin."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -163,7 +198,8 @@ def group_summaries(records: Sequence[dict[str, Any]], *, rounds: int = 1000,
         s = summarize(recs, ds, cond, rounds=rounds, seed=seed)
         if cond != "closed-book" and (ds, "closed-book") in groups:
             s.tool_induced_hallucination = tool_induced_hallucination(
-                groups[(ds, "closed-book")], recs, rounds=rounds, seed=seed)
+                groups[(ds, "closed-book")], recs, rounds=rounds, seed=seed
+            )
         out.append(s)
     return out
 
@@ -171,8 +207,11 @@ def group_summaries(records: Sequence[dict[str, Any]], *, rounds: int = 1000,
 def risk_coverage(records: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
     """(coverage, risk) points: attempted answers sorted by mean token logprob, most
     confident first; risk = share wrong among the answers kept."""
-    scored = [(r["answer_logprob"], r["grade"]) for r in records
-              if r.get("answer_logprob") is not None and r["grade"] in ("CORRECT", "INCORRECT")]  # fmt: skip
+    scored = [
+        (r["answer_logprob"], r["grade"])
+        for r in records
+        if r.get("answer_logprob") is not None and r["grade"] in ("CORRECT", "INCORRECT")
+    ]
     scored.sort(key=lambda x: -x[0])
     total = len([r for r in records if r["grade"] in GRADES])
     points, wrong = [], 0
@@ -207,14 +246,14 @@ class Agreement(BaseModel):
 
 def grader_agreement(records: Sequence[dict[str, Any]]) -> Agreement | None:
     """None when no record carries both a rule and a judge grade."""
-    pairs = [(r["rule_grade"], r["judge_grade"]) for r in records
-             if r.get("rule_grade") in GRADES and r.get("judge_grade") in GRADES]
+    pairs = [
+        (r["rule_grade"], r["judge_grade"])
+        for r in records
+        if r.get("rule_grade") in GRADES and r.get("judge_grade") in GRADES
+    ]
     if not pairs:
         return None
     po, kappa = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])
-    matrix = {g: {h: sum(1 for a, b in pairs if a == g and b == h) for h in GRADES}
-              for g in GRADES}
+    matrix = {g: {h: sum(1 for a, b in pairs if a == g and b == h) for h in GRADES} for g in GRADES}
     unparseable = sum(r.get("judge_grade") == "UNPARSEABLE" for r in records)
-    return Agreement(n=len(pairs), matrix=matrix, observed=po, kappa=kappa,
-                     unparseable=unparseable)
-
+    return Agreement(n=len(pairs), matrix=matrix, observed=po, kappa=kappa, unparseable=unparseable)

@@ -39,19 +39,33 @@ def write_summary(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict
 
 def _row(s: Summary) -> str:
     tih = s.tool_induced_hallucination.fmt() if s.tool_induced_hallucination else "–"
-    cells = [s.dataset, s.condition, str(s.n), s.correct.fmt(), s.incorrect.fmt(),
-             s.not_attempted.fmt(), s.accuracy_given_attempted.fmt(), s.f_score.fmt(),
-             s.s_050.fmt(), s.s_075.fmt(),
-             s.abstention_recall.fmt() if s.unanswerable_n else "–", tih,
-             f"{100 * s.search_call_rate:.0f}", f"{s.mean_turns:.2f}", f"{s.mean_tokens:.0f}",
-             f"{s.mean_latency_s:.2f} / {s.p95_latency_s:.2f}"]  # fmt: skip
+    cells = [
+        s.dataset,
+        s.condition,
+        str(s.n),
+        s.correct.fmt(),
+        s.incorrect.fmt(),
+        s.not_attempted.fmt(),
+        s.accuracy_given_attempted.fmt(),
+        s.f_score.fmt(),
+        s.s_050.fmt(),
+        s.s_075.fmt(),
+        s.abstention_recall.fmt() if s.unanswerable_n else "–",
+        tih,
+        f"{100 * s.search_call_rate:.0f}",
+        f"{s.mean_turns:.2f}",
+        f"{s.mean_tokens:.0f}",
+        f"{s.mean_latency_s:.2f} / {s.p95_latency_s:.2f}",
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
-HEADER = ("| dataset | condition | n | correct % | hallucinated % | abstained % | "
-          "acc. given attempted % | F % | S(0.5) % | S(0.75) % | abstention recall % | "
-          "tool-induced halluc. % | search % | turns | tokens | latency s (mean / p95) |\n"
-          "|" + "---|" * 16)  # fmt: skip
+HEADER = (
+    "| dataset | condition | n | correct % | hallucinated % | abstained % | "
+    "acc. given attempted % | F % | S(0.5) % | S(0.75) % | abstention recall % | "
+    "tool-induced halluc. % | search % | turns | tokens | latency s (mean / p95) |\n"
+    "|" + "---|" * 16
+)
 
 
 def _plot_bars(summaries: Sequence[Summary], path: Path) -> None:
@@ -116,23 +130,34 @@ def write_report(run_dir: Path) -> Path:
     has_rc = _plot_risk_coverage(groups, run_dir / "risk_coverage.png")
     cfg = manifest.get("config", {})
     lines = [
-        f"# Eval report: {run_dir.name}", "",
+        f"# Eval report: {run_dir.name}",
+        "",
         f"- model: `{manifest.get('model', '?')}`, protocol `{cfg.get('protocol', '?')}`, "
         f"grader `{cfg.get('grader', '?')}`, seed {cfg.get('seed', '?')}, "
         f"temperature {cfg.get('temperature', '?')}"
         + (", search prefilled" if cfg.get("search_first") else ""),
         f"- index: `{cfg.get('index') or 'built-in knowledge base'}`; git commit "
         f"`{manifest.get('git_commit', '')[:12]}`",
-        f"- records: {len(records)}; started {manifest.get('started', '?')}", "",
+        f"- records: {len(records)}; started {manifest.get('started', '?')}",
+        "",
         "Percentages with 95% bootstrap intervals (1,000 resamples). Hallucinated = "
-        "INCORRECT; abstained = NOT_ATTEMPTED.", "",
-        HEADER, *(_row(s) for s in summaries), "",
-    ]  # fmt: skip
+        "INCORRECT; abstained = NOT_ATTEMPTED.",
+        "",
+        HEADER,
+        *(_row(s) for s in summaries),
+        "",
+    ]
     odd = [s for s in summaries if s.unparseable or s.errors]
     if odd:
-        lines += ["Not graded: " + "; ".join(f"{s.dataset}/{s.condition}: {s.unparseable} "
-                                             f"unparseable judge replies, {s.errors} errors"
-                                             for s in odd), ""]  # fmt: skip
+        lines += [
+            "Not graded: "
+            + "; ".join(
+                f"{s.dataset}/{s.condition}: {s.unparseable} "
+                f"unparseable judge replies, {s.errors} errors"
+                for s in odd
+            ),
+            "",
+        ]
     lines += ["![grades](grades.png)", ""]
     if has_rc:
         lines += ["![risk-coverage](risk_coverage.png)", ""]
@@ -154,21 +179,31 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
     keys = sorted(set(sa) & set(sb))
     if not keys:
         raise ConfigError(f"{run_a} and {run_b} share no dataset and condition to compare")
-    lines = [f"# {run_a.name} (A) vs {run_b.name} (B)", "",
-             "| dataset | condition | metric | A | B | B − A (points) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# {run_a.name} (A) vs {run_b.name} (B)",
+        "",
+        "| dataset | condition | metric | A | B | B − A (points) |",
+        "|---|---|---|---|---|---|",
+    ]
     for key in keys:
         a, b = sa[key], sb[key]
-        for label, field in (("correct %", "correct"), ("hallucinated %", "incorrect"),
-                             ("abstained %", "not_attempted"),
-                             ("acc. given attempted %", "accuracy_given_attempted"),
-                             ("S(0.75) %", "s_075"), ("abstention recall %", "abstention_recall")):  # fmt: skip
+        for label, field in (
+            ("correct %", "correct"),
+            ("hallucinated %", "incorrect"),
+            ("abstained %", "not_attempted"),
+            ("acc. given attempted %", "accuracy_given_attempted"),
+            ("S(0.75) %", "s_075"),
+            ("abstention recall %", "abstention_recall"),
+        ):
             ia, ib = getattr(a, field), getattr(b, field)
             if ia.value is None and ib.value is None:
                 continue
-            lines.append(f"| {key[0]} | {key[1]} | {label} | {ia.fmt()} | {ib.fmt()} | "
-                         f"{_delta(ia, ib)} |")  # fmt: skip
-        lines.append(f"| {key[0]} | {key[1]} | search % | {100 * a.search_call_rate:.0f} | "
-                     f"{100 * b.search_call_rate:.0f} | "
-                     f"{100 * (b.search_call_rate - a.search_call_rate):+.0f} |")  # fmt: skip
+            lines.append(
+                f"| {key[0]} | {key[1]} | {label} | {ia.fmt()} | {ib.fmt()} | {_delta(ia, ib)} |"
+            )
+        lines.append(
+            f"| {key[0]} | {key[1]} | search % | {100 * a.search_call_rate:.0f} | "
+            f"{100 * b.search_call_rate:.0f} | "
+            f"{100 * (b.search_call_rate - a.search_call_rate):+.0f} |"
+        )
     return "\n".join(lines) + "\n"
-

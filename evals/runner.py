@@ -13,18 +13,18 @@ import random
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent.engine import Engine, SamplingParams
+from agent.errors import ConfigError, SpliceError
 from agent.loop import Budgets
 from agent.sdk import Agent
 from agent.tools import Passage, Retriever
 from agent.trace import GenerationStep, ToolResultStep
-from agent.engine import Engine, SamplingParams
-from agent.errors import ConfigError, SpliceError
 
 from .datasets import Dataset, load_dataset
 from .grading import grade_answer
@@ -32,8 +32,14 @@ from .judge import Judge
 from .records import RecordLog, read_records, record_key
 from .report import write_summary
 
-__all__ = ["EvalConfig", "run_eval", "CONDITIONS", "EmptyRetriever", "DistractorRetriever",
-           "regrade_records"]  # fmt: skip
+__all__ = [
+    "EvalConfig",
+    "run_eval",
+    "CONDITIONS",
+    "EmptyRetriever",
+    "DistractorRetriever",
+    "regrade_records",
+]
 
 CONDITIONS = ("closed-book", "tools", "retrieval-failure")
 FAILURE_MODES = ("empty", "distractor")
@@ -68,8 +74,9 @@ class EvalConfig(BaseModel):
         if bad:
             raise ConfigError(f"unknown condition {bad[0]!r}: use {', '.join(CONDITIONS)}")
         if self.failure_mode not in FAILURE_MODES:
-            raise ConfigError(f"unknown --failure-mode {self.failure_mode!r}: use empty or "
-                              "distractor")  # fmt: skip
+            raise ConfigError(
+                f"unknown --failure-mode {self.failure_mode!r}: use empty or distractor"
+            )
         if self.grader not in ("rule", "judge"):
             raise ConfigError(f"unknown --grader {self.grader!r}: use rule or judge")
         if self.grader == "judge" and not self.judge_url:
@@ -109,36 +116,59 @@ class DistractorRetriever(Retriever):
             row = rng.randrange(len(self.index))
             chunk = self.index.store.get([row])[row]
             if chunk.doc_id not in related and all(p.id != chunk.id for p in out):
-                out.append(Passage(id=chunk.id, title=chunk.title, text=chunk.text,
-                                   source=chunk.source, score=0.0))  # fmt: skip
+                out.append(
+                    Passage(
+                        id=chunk.id,
+                        title=chunk.title,
+                        text=chunk.text,
+                        source=chunk.source,
+                        score=0.0,
+                    )
+                )
         return out
 
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
 def _item_fields(item: Any, dataset: str, condition: str) -> dict[str, Any]:
     """What every record says about its question, answered or failed."""
-    return {"dataset": dataset, "condition": condition, "id": item.id, "question": item.question,
-            "answers": item.answers, "answerable": item.answerable,
-            "acceptable_range": item.acceptable_range}  # fmt: skip
+    return {
+        "dataset": dataset,
+        "condition": condition,
+        "id": item.id,
+        "question": item.question,
+        "answers": item.answers,
+        "answerable": item.answerable,
+        "acceptable_range": item.acceptable_range,
+    }
 
 
 def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float) -> dict[str, Any]:
     gens = [s for s in answer.trace if isinstance(s, GenerationStep)]
     sources = [c.id for s in answer.trace if isinstance(s, ToolResultStep) for c in s.sources]
     return {
-        **_item_fields(item, dataset, condition), "answer": answer.text,
-        "abstained": answer.abstained, "searches": answer.searches, "turns": len(gens),
-        "tokens": len(answer.token_ids), "sampled_tokens": sum(answer.mask),
-        "latency_s": round(seconds, 3), "answer_logprob": answer.mean_logprob,
+        **_item_fields(item, dataset, condition),
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "searches": answer.searches,
+        "turns": len(gens),
+        "tokens": len(answer.token_ids),
+        "sampled_tokens": sum(answer.mask),
+        "latency_s": round(seconds, 3),
+        "answer_logprob": answer.mean_logprob,
         "sources": sources,
-    }  # fmt: skip
+    }
 
 
 async def run_eval(
@@ -161,21 +191,27 @@ async def run_eval(
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "records.jsonl"
     if records_path.exists() and not resume and read_records(records_path):
-        raise ConfigError(f"{out_dir} already has records: pass --resume to continue it, or "
-                          "choose another --out")  # fmt: skip
+        raise ConfigError(
+            f"{out_dir} already has records: pass --resume to continue it, or choose another --out"
+        )
     manifest = {
-        "config": cfg.model_dump(), "model": cfg.model or getattr(engine, "model", ""),
-        "datasets": {d.name: {"spec": spec, "sha256": d.sha256, "n": len(d.items)}
-                     for d, spec in zip(datasets, cfg.datasets)},
+        "config": cfg.model_dump(),
+        "model": cfg.model or getattr(engine, "model", ""),
+        "datasets": {
+            d.name: {"spec": spec, "sha256": d.sha256, "n": len(d.items)}
+            for d, spec in zip(datasets, cfg.datasets)
+        },
         "git_commit": _git_commit(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     mpath = out_dir / "manifest.json"
     if resume and mpath.exists():
         old = json.loads(mpath.read_text())
         if old.get("config", {}).get("seed") != cfg.seed:
-            raise ConfigError(f"{out_dir} was run with seed {old['config'].get('seed')}; resume "
-                              "with the same settings or choose another --out")  # fmt: skip
+            raise ConfigError(
+                f"{out_dir} was run with seed {old['config'].get('seed')}; resume "
+                "with the same settings or choose another --out"
+            )
         manifest["resumed"] = manifest.pop("started")
         manifest["started"] = old.get("started")
     mpath.write_text(json.dumps(manifest, indent=2))
@@ -190,24 +226,38 @@ async def run_eval(
     tools_for = {
         "closed-book": [],
         "tools": [retriever] if retriever is not None else [],
-        "retrieval-failure": [EmptyRetriever() if cfg.failure_mode == "empty"
-                              else DistractorRetriever(index)],
-    }  # fmt: skip
+        "retrieval-failure": [
+            EmptyRetriever() if cfg.failure_mode == "empty" else DistractorRetriever(index)
+        ],
+    }
     if "tools" in cfg.conditions and retriever is None:
-        raise ConfigError("the tools condition needs an index: pass --index DIR (or run "
-                          "`splice prepare` for the built-in knowledge base)")  # fmt: skip
+        raise ConfigError(
+            "the tools condition needs an index: pass --index DIR (or run "
+            "`splice prepare` for the built-in knowledge base)"
+        )
     if "retrieval-failure" in cfg.conditions and cfg.failure_mode == "distractor" and index is None:
         raise ConfigError("--failure-mode distractor needs an index to draw passages from")
     agents = {
-        c: Agent(engine, tools_for[c], protocol=cfg.protocol, sampling=sampling, budgets=budgets,
-                 use_tools=c != "closed-book")  # fmt: skip
+        c: Agent(
+            engine,
+            tools_for[c],
+            protocol=cfg.protocol,
+            sampling=sampling,
+            budgets=budgets,
+            use_tools=c != "closed-book",
+        )
         for c in cfg.conditions
     }
 
     log = RecordLog(records_path)
     done = {record_key(r) for r in read_records(records_path)}
-    jobs = [(d, c, item) for d in datasets for c in cfg.conditions for item in d.items
-            if (d.name, cfg.condition_label(c), item.id) not in done]  # fmt: skip
+    jobs = [
+        (d, c, item)
+        for d in datasets
+        for c in cfg.conditions
+        for item in d.items
+        if (d.name, cfg.condition_label(c), item.id) not in done
+    ]
     if on_start:
         on_start(len(jobs), len(done))
     gate = asyncio.Semaphore(cfg.concurrency)
@@ -215,24 +265,36 @@ async def run_eval(
     async def one(ds: Dataset, cond: str, item: Any) -> None:
         async with gate:
             agent = agents[cond]
-            prefill = agent.protocol.prompt_prefill_ids("search") \
-                if cfg.search_first and cond != "closed-book" else []  # fmt: skip
+            prefill = (
+                agent.protocol.prompt_prefill_ids("search")
+                if cfg.search_first and cond != "closed-book"
+                else []
+            )
             t0 = time.perf_counter()
             label = cfg.condition_label(cond)
             try:
                 answer = await agent.aask(item.question, prefill=prefill)
             except SpliceError as exc:  # e.g. an oversized question: recorded, not fatal
-                rec = {**_item_fields(item, ds.name, label), "answer": "", "grade": "ERROR",
-                       "error": str(exc), "latency_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
+                rec = {
+                    **_item_fields(item, ds.name, label),
+                    "answer": "",
+                    "grade": "ERROR",
+                    "error": str(exc),
+                    "latency_s": round(time.perf_counter() - t0, 3),
+                }
             else:
                 rec = _record(item, ds.name, label, answer, time.perf_counter() - t0)
-                rec["rule_grade"] = grade_answer(answer.text, item.answers,
-                                                 answerable=item.answerable,
-                                                 acceptable_range=item.acceptable_range).value  # fmt: skip
+                rec["rule_grade"] = grade_answer(
+                    answer.text,
+                    item.answers,
+                    answerable=item.answerable,
+                    acceptable_range=item.acceptable_range,
+                ).value
                 rec["grade"] = rec["rule_grade"]
                 if judge is not None:
                     rec["judge_grade"], rec["judge_reply"] = await judge.grade(
-                        item.question, item.answers, answer.text, item.answerable)
+                        item.question, item.answers, answer.text, item.answerable
+                    )
                     rec["grade"] = rec["judge_grade"]
             log.append(rec)
             if on_record:
@@ -256,9 +318,12 @@ def regrade_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         rec = dict(rec)
         if rec.get("grade") != "ERROR":
             rng = rec.get("acceptable_range")
-            rec["rule_grade"] = grade_answer(rec.get("answer", ""), rec.get("answers", []),
-                                             answerable=rec.get("answerable", True),
-                                             acceptable_range=tuple(rng) if rng else None).value  # fmt: skip
+            rec["rule_grade"] = grade_answer(
+                rec.get("answer", ""),
+                rec.get("answers", []),
+                answerable=rec.get("answerable", True),
+                acceptable_range=tuple(rng) if rng else None,
+            ).value
             if "judge_grade" not in rec:
                 rec["grade"] = rec["rule_grade"]
         out.append(rec)

@@ -16,8 +16,16 @@ from pydantic import BaseModel
 
 from agent.tools import Document
 
-__all__ = ["Document", "Chunk", "ChunkConfig", "chunk_document", "chunk_documents",
-           "word_spans", "sentence_spans", "doc_id_of"]  # fmt: skip
+__all__ = [
+    "Document",
+    "Chunk",
+    "ChunkConfig",
+    "chunk_document",
+    "chunk_documents",
+    "word_spans",
+    "sentence_spans",
+    "doc_id_of",
+]
 
 Spans = list[tuple[int, int]]
 SpanFn = Callable[[str], Spans]
@@ -124,15 +132,23 @@ def chunk_document(
     if not tokens:
         return []
     if config.by == "tokens":
-        windows = [(tokens[a][0], tokens[b - 1][1])
-                   for a, b in _token_windows(tokens, config.size, config.overlap)]  # fmt: skip
+        windows = [
+            (tokens[a][0], tokens[b - 1][1])
+            for a, b in _token_windows(tokens, config.size, config.overlap)
+        ]
     else:
-        windows = list(_sentence_windows(sentence_spans(text), tokens, config.size,
-                                         config.overlap))  # fmt: skip
+        windows = list(_sentence_windows(sentence_spans(text), tokens, config.size, config.overlap))
     single = len(windows) == 1
     return [
-        Chunk(id=doc.id if single else f"{doc.id}#{n}", doc_id=doc.id, title=doc.title,
-              text=text[s:e], source=doc.source, start=s, end=e)  # fmt: skip
+        Chunk(
+            id=doc.id if single else f"{doc.id}#{n}",
+            doc_id=doc.id,
+            title=doc.title,
+            text=text[s:e],
+            source=doc.source,
+            start=s,
+            end=e,
+        )
         for n, (s, e) in enumerate(windows)
     ]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from agent.errors import CorpusError, first_line
 from agent.files import iter_jsonl
@@ -31,7 +30,7 @@ def _row_document(row: object, where: str, fallback_id: str) -> Document:
         raise CorpusError(where, f"expected a JSON object, got {type(row).__name__}")
     rid = row.get("id", row.get("_id", fallback_id))
     if not isinstance(rid, (str, int)) or str(rid).strip() == "":
-        raise CorpusError(where, "\"id\" must be a non-empty string or integer")
+        raise CorpusError(where, '"id" must be a non-empty string or integer')
     if "text" in row:
         text, title = row["text"], row.get("title", "")
     elif "contents" in row:
@@ -40,11 +39,11 @@ def _row_document(row: object, where: str, fallback_id: str) -> Document:
         title, text = (head.strip().strip('"'), body) if body else ("", head)
         title = row.get("title", title)
     else:
-        raise CorpusError(where, "row has no \"text\" or \"contents\" field")
+        raise CorpusError(where, 'row has no "text" or "contents" field')
     if not isinstance(text, str) or not isinstance(title, str):
-        raise CorpusError(where, "\"text\" and \"title\" must be strings")
+        raise CorpusError(where, '"text" and "title" must be strings')
     if not text.strip():
-        raise CorpusError(where, "empty \"text\"")
+        raise CorpusError(where, 'empty "text"')
     source = row.get("source") or row.get("url") or ""
     return Document(id=str(rid), title=title.strip(), text=text.strip(), source=str(source))
 
@@ -57,8 +56,9 @@ def read_jsonl_documents(path: Path, on_bad: OnBad | None = None) -> Iterator[Do
         where = f"{path}:{lineno}"
         try:
             if isinstance(row, (UnicodeDecodeError, json.JSONDecodeError)):
-                raise CorpusError(where, f"not valid UTF-8 JSON ({row.__class__.__name__}: "
-                                         f"{first_line(row)})")  # fmt: skip
+                raise CorpusError(
+                    where, f"not valid UTF-8 JSON ({row.__class__.__name__}: {first_line(row)})"
+                )
             yield _row_document(row, where, f"{path.stem}-{lineno}")
         except CorpusError as exc:
             if on_bad is None:
@@ -85,16 +85,21 @@ def _read_html(path: Path, doc_id: str) -> Document | None:
     import trafilatura
 
     raw = path.read_bytes()
-    extracted = trafilatura.extract(raw, output_format="json", with_metadata=True,
-                                    include_comments=False)  # fmt: skip
+    extracted = trafilatura.extract(
+        raw, output_format="json", with_metadata=True, include_comments=False
+    )
     if not extracted:
         return None
     data = json.loads(extracted)
     text = (data.get("text") or "").strip()
     if not text:
         return None
-    return Document(id=doc_id, title=(data.get("title") or path.stem).strip(), text=text,
-                    source=data.get("source") or str(path))  # fmt: skip
+    return Document(
+        id=doc_id,
+        title=(data.get("title") or path.stem).strip(),
+        text=text,
+        source=data.get("source") or str(path),
+    )
 
 
 def _files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
@@ -109,8 +114,11 @@ def _files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
         elif item.suffix.lower() in SUFFIXES:
             yield item, item.parent
         else:
-            raise CorpusError(str(item), f"unsupported file type {item.suffix or '(none)'}: "
-                              f"use {', '.join(sorted(SUFFIXES))}")  # fmt: skip
+            raise CorpusError(
+                str(item),
+                f"unsupported file type {item.suffix or '(none)'}: "
+                f"use {', '.join(sorted(SUFFIXES))}",
+            )
 
 
 def read_documents(inputs: Sequence[Path | str], on_bad: OnBad | None = None) -> Iterator[Document]:

@@ -89,7 +89,9 @@ class Embedder:
             return SentenceTransformer(_bundled_path(self.name), device=device)
         except (OSError, ValueError) as exc:
             raise translate_error(
-                exc, f"cannot load embedder {self.name!r}", kind=ConfigError,
+                exc,
+                f"cannot load embedder {self.name!r}",
+                kind=ConfigError,
                 fix="pass a local path or a sentence-transformers name available offline",
             ) from None
         finally:
@@ -98,8 +100,10 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension  # fmt: skip
+        get = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get())
 
     @property
@@ -108,8 +112,9 @@ class Embedder:
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the embedder's word pieces, for chunking by its tokens."""
-        enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                   verbose=False)  # fmt: skip
+        enc = self.model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         return [tuple(span) for span in enc["offset_mapping"]]
 
     def _encode(self, texts: Sequence[str], progress: bool) -> np.ndarray:
@@ -128,12 +133,14 @@ class Embedder:
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         missing = [q for q in dict.fromkeys(queries) if q not in self._cache]
         if missing:
-            for q, v in zip(missing, self._encode([self.query_prefix + q for q in missing],
-                                                   False)):  # fmt: skip
+            for q, v in zip(missing, self._encode([self.query_prefix + q for q in missing], False)):
                 self._cache[q] = v
         self.cache_hits += len(queries) - len(missing)
-        out = np.stack([self._cache[q] for q in queries]) if queries else \
-            np.zeros((0, self.dim), np.float32)  # fmt: skip
+        out = (
+            np.stack([self._cache[q] for q in queries])
+            if queries
+            else np.zeros((0, self.dim), np.float32)
+        )
         for q in queries:
             self._cache.move_to_end(q)
         while len(self._cache) > self._cache_size:

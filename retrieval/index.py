@@ -17,7 +17,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,23 +25,29 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import (
-    first_line,
     ConfigError,
     CorpusError,
     DependencyMissingError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
+    first_line,
 )
-
 from agent.files import sha256_file
 
 from .chunking import Chunk, ChunkConfig, Document, chunk_document
 from .embedder import Embedder
 from .store import PassageStore
 
-__all__ = ["LocalIndex", "IndexManifest", "IndexParams", "BuildReport", "IndexType",
-           "choose_type", "make_faiss_index"]  # fmt: skip
+__all__ = [
+    "LocalIndex",
+    "IndexManifest",
+    "IndexParams",
+    "BuildReport",
+    "IndexType",
+    "choose_type",
+    "make_faiss_index",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -136,8 +142,10 @@ def make_faiss_index(kind: str, dim: int, params: IndexParams, train: np.ndarray
     if kind == "ivfpq":
         if train is None or len(train) < IVFPQ_MIN:
             n = 0 if train is None else len(train)
-            raise ConfigError(f"IVF-PQ needs at least {IVFPQ_MIN:,} passages to train, got "
-                              f"{n:,}: use --type flat or hnsw")  # fmt: skip
+            raise ConfigError(
+                f"IVF-PQ needs at least {IVFPQ_MIN:,} passages to train, got "
+                f"{n:,}: use --type flat or hnsw"
+            )
         nlist = params.nlist or max(16, min(int(4 * math.sqrt(len(train))), len(train) // 39))
         params.nlist = nlist
         params.pq_m = params.pq_m or _pq_m(dim)
@@ -163,7 +171,7 @@ def _set_search_params(index: Any, params: IndexParams) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _to_gpu(index):  # type: ignore[no-untyped-def]
@@ -182,8 +190,14 @@ def _to_gpu(index):  # type: ignore[no-untyped-def]
 class LocalIndex:
     """An opened index. Search is thread-safe for reads; ``add`` is not concurrent."""
 
-    def __init__(self, path: Path, manifest: IndexManifest, faiss_index: Any,
-                 store: PassageStore, embedder: Embedder) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        manifest: IndexManifest,
+        faiss_index: Any,
+        store: PassageStore,
+        embedder: Embedder,
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.faiss_index = faiss_index
@@ -215,8 +229,14 @@ class LocalIndex:
         return manifest
 
     @classmethod
-    def open(cls, path: Path | str, embedder: Embedder | str | None = None, *,
-             verify: bool = False, gpu: bool = True) -> LocalIndex:  # fmt: skip
+    def open(
+        cls,
+        path: Path | str,
+        embedder: Embedder | str | None = None,
+        *,
+        verify: bool = False,
+        gpu: bool = True,
+    ) -> LocalIndex:
         """Open ``path``. ``embedder`` (if given) must match the one that built it."""
         path = Path(path)
         m = cls.read_manifest(path)
@@ -229,7 +249,8 @@ class LocalIndex:
                 raise IndexCorruptError(path, f"{MANIFEST} lists no {name}")
             if f.stat().st_size != entry.size:
                 raise IndexCorruptError(
-                    path, f"{name} is {f.stat().st_size:,} bytes, expected {entry.size:,}")
+                    path, f"{name} is {f.stat().st_size:,} bytes, expected {entry.size:,}"
+                )
             if verify and sha256_file(f) != entry.sha256:
                 raise IndexCorruptError(path, f"{name} fails its sha256 checksum")
         if isinstance(embedder, str):
@@ -240,17 +261,19 @@ class LocalIndex:
                 f"{embedder.name!r}: drop --embedder or rebuild the index with it"
             )
         if embedder is None:
-            embedder = Embedder(m.embedder, query_prefix=m.query_prefix,
-                                passage_prefix=m.passage_prefix)  # fmt: skip
+            embedder = Embedder(
+                m.embedder, query_prefix=m.query_prefix, passage_prefix=m.passage_prefix
+            )
         faiss = _faiss()
         try:
             index = faiss.read_index(str(path / FAISS_FILE))
         except RuntimeError as exc:
-            raise IndexCorruptError(path, f"{FAISS_FILE}: {first_line(exc, 80)}") \
-                from None  # fmt: skip
+            raise IndexCorruptError(path, f"{FAISS_FILE}: {first_line(exc, 80)}") from None
         if index.d != m.dim:
-            raise IndexMismatchError(f"the index at {path} holds {index.d}-dim vectors but its "
-                                     f"manifest says {m.dim}: rebuild the index")  # fmt: skip
+            raise IndexMismatchError(
+                f"the index at {path} holds {index.d}-dim vectors but its "
+                f"manifest says {m.dim}: rebuild the index"
+            )
         try:
             store = PassageStore(path / STORE_FILE)
             stored = len(store)
@@ -258,7 +281,8 @@ class LocalIndex:
             raise IndexCorruptError(path, f"{STORE_FILE}: {exc}") from None
         if not index.ntotal == stored == m.count:
             raise IndexCorruptError(
-                path, f"{index.ntotal} vectors, {stored} passages, manifest says {m.count}")
+                path, f"{index.ntotal} vectors, {stored} passages, manifest says {m.count}"
+            )
         _set_search_params(index, m.params)
         if gpu:
             index = _to_gpu(index)
@@ -292,8 +316,9 @@ class LocalIndex:
         """Chunk, embed and index ``documents`` into ``out``, atomically."""
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(f"{out} already exists: pass --overwrite to replace it, or "
-                              "use `splice index add`")  # fmt: skip
+            raise ConfigError(
+                f"{out} already exists: pass --overwrite to replace it, or use `splice index add`"
+            )
         embedder = embedder or Embedder()
         chunking = chunking or ChunkConfig()
         params = params or IndexParams()
@@ -320,11 +345,19 @@ class LocalIndex:
             store.insert(0, chunks)
             store.commit()
             manifest = IndexManifest(
-                embedder=embedder.name, query_prefix=embedder.query_prefix,
-                passage_prefix=embedder.passage_prefix, dim=int(vecs.shape[1]),
-                index_type=kind, params=params, chunking=chunking, count=len(chunks),
-                documents=report.documents, created=_now(), updated=_now(), label=label,
-            )  # fmt: skip
+                embedder=embedder.name,
+                query_prefix=embedder.query_prefix,
+                passage_prefix=embedder.passage_prefix,
+                dim=int(vecs.shape[1]),
+                index_type=kind,
+                params=params,
+                chunking=chunking,
+                count=len(chunks),
+                documents=report.documents,
+                created=_now(),
+                updated=_now(),
+                label=label,
+            )
             _write_faiss(index, tmp)
             store.close()
             _write_manifest(manifest, tmp)
@@ -337,9 +370,14 @@ class LocalIndex:
         return cls.open(out, embedder), report
 
     @staticmethod
-    def _new_chunks(documents: Iterable[Document], embedder: Embedder, chunking: ChunkConfig,
-                    known: set[str], report: BuildReport,
-                    on_stage: Callable[[str], None] | None) -> list[Chunk]:  # fmt: skip
+    def _new_chunks(
+        documents: Iterable[Document],
+        embedder: Embedder,
+        chunking: ChunkConfig,
+        known: set[str],
+        report: BuildReport,
+        on_stage: Callable[[str], None] | None,
+    ) -> list[Chunk]:
         if on_stage:
             on_stage("reading and chunking documents")
         seen_docs: set[str] = set()
@@ -359,16 +397,22 @@ class LocalIndex:
                 chunks.append(chunk)
         return chunks
 
-    def add(self, documents: Iterable[Document], *, progress: bool = False,
-            on_stage: Callable[[str], None] | None = None) -> BuildReport:  # fmt: skip
+    def add(
+        self,
+        documents: Iterable[Document],
+        *,
+        progress: bool = False,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> BuildReport:
         """Append documents. Ids already in the index are reported and skipped."""
         self.check_dim()
         report = BuildReport()
         t0 = time.perf_counter()
         docs = list(documents)
         known = self.store.existing_docs([d.id for d in docs])
-        chunks = self._new_chunks(docs, self.embedder, self.manifest.chunking, known, report,
-                                  on_stage)  # fmt: skip
+        chunks = self._new_chunks(
+            docs, self.embedder, self.manifest.chunking, known, report, on_stage
+        )
         if not chunks:
             report.seconds = time.perf_counter() - t0
             return report
@@ -419,8 +463,11 @@ class LocalIndex:
 
     def info(self) -> dict[str, Any]:
         size = sum((self.path / n).stat().st_size for n in (FAISS_FILE, STORE_FILE, MANIFEST))
-        return {"path": str(self.path), **json.loads(self.manifest.model_dump_json()),
-                "bytes": size}  # fmt: skip
+        return {
+            "path": str(self.path),
+            **json.loads(self.manifest.model_dump_json()),
+            "bytes": size,
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -435,7 +482,9 @@ def _write_faiss(index: Any, directory: Path) -> None:
 
 def _write_manifest(manifest: IndexManifest, directory: Path) -> None:
     manifest.files = {
-        name: FileEntry(size=(directory / name).stat().st_size, sha256=sha256_file(directory / name))
+        name: FileEntry(
+            size=(directory / name).stat().st_size, sha256=sha256_file(directory / name)
+        )
         for name in (FAISS_FILE, STORE_FILE)
     }
     tmp = directory / (MANIFEST + ".tmp")

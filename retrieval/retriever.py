@@ -57,7 +57,9 @@ class IndexRetriever(Retriever):
             self.batches += 1
             for (_, k, fut), hits in zip(batch, results):
                 if not fut.done():
-                    fut.set_result([
-                        Passage(id=c.id, title=c.title, text=c.text, source=c.source, score=s)
-                        for c, s in hits[:k]
-                    ])  # fmt: skip
+                    fut.set_result(
+                        [
+                            Passage(id=c.id, title=c.title, text=c.text, source=c.source, score=s)
+                            for c, s in hits[:k]
+                        ]
+                    )

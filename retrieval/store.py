@@ -49,8 +49,12 @@ class PassageStore:
         for i in range(0, len(batch), 500):
             part = batch[i : i + 500]
             marks = ",".join("?" * len(part))
-            found.update(r[0] for r in self.db.execute(
-                f"SELECT DISTINCT doc_id FROM passages WHERE doc_id IN ({marks})", part))  # fmt: skip
+            found.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT DISTINCT doc_id FROM passages WHERE doc_id IN ({marks})", part
+                )
+            )
         return found
 
     def insert(self, first_row: int, chunks: Sequence[Chunk]) -> None:
@@ -58,8 +62,10 @@ class PassageStore:
         self.db.executemany(
             'INSERT INTO passages (row, id, doc_id, title, text, source, start, "end") '
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first_row + n, c.id, c.doc_id, c.title, c.text, c.source, c.start, c.end)
-             for n, c in enumerate(chunks)],  # fmt: skip
+            [
+                (first_row + n, c.id, c.doc_id, c.title, c.text, c.source, c.start, c.end)
+                for n, c in enumerate(chunks)
+            ],
         )
 
     def commit(self) -> None:
@@ -78,8 +84,9 @@ class PassageStore:
             [int(r) for r in rows],
         )
         return {
-            r[0]: Chunk(id=r[1], doc_id=r[2], title=r[3], text=r[4], source=r[5],
-                        start=r[6], end=r[7])  # fmt: skip
+            r[0]: Chunk(
+                id=r[1], doc_id=r[2], title=r[3], text=r[4], source=r[5], start=r[6], end=r[7]
+            )
             for r in cur
         }
 

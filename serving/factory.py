@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.engine import Engine
+
 from .vllm_engine import VLLMConfig
 
 __all__ = ["open_engine"]

@@ -94,7 +94,9 @@ class HTTPEngine(Engine):
             card = next((c for c in cards if model is None or c.get("id") == model), None)
             if card is None:
                 served = ", ".join(c.get("id", "?") for c in cards) or "none"
-                raise EngineError(f"the server at {url} does not serve {model} (it serves {served})")
+                raise EngineError(
+                    f"the server at {url} does not serve {model} (it serves {served})"
+                )
         except BaseException:
             await engine.aclose()
             raise

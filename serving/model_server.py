@@ -17,6 +17,7 @@ from typing import IO
 import httpx
 
 from agent.errors import EngineError
+
 from .prepare import resolve_model
 from .vllm_engine import VLLMConfig, _check_local, on_cpu, require_vllm
 
@@ -62,14 +63,19 @@ class ModelServer:
         cpu = on_cpu()
         self.config.apply_env(cpu)
         return [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", model,
-            "--host", self.host,
-            "--port", str(self.port),
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
             "--enable-prompt-tokens-details",
             *self.config.cli_args(model, cpu),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
 
     def start(self, *, wait: bool = True, timeout: float = 600.0) -> ModelServer:
         cmd = self.command()

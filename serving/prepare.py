@@ -92,9 +92,7 @@ def load_manifest(model_dir: Path) -> Manifest:
     except (ValidationError, ValueError, OSError) as exc:
         raise CacheCorrupt(f"unreadable manifest ({type(exc).__name__})") from exc
     if manifest.format_version != FORMAT_VERSION:
-        raise CacheCorrupt(
-            f"manifest format {manifest.format_version}, expected {FORMAT_VERSION}"
-        )
+        raise CacheCorrupt(f"manifest format {manifest.format_version}, expected {FORMAT_VERSION}")
     return manifest
 
 
@@ -146,9 +144,7 @@ def _build(
         import transformers
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise DependencyMissingError(
-            "transformers/torch", "pip install 'splice[cpu]'"
-        ) from exc
+        raise DependencyMissingError("transformers/torch", "pip install 'splice[cpu]'") from exc
     try:
         import gguf as _gguf  # noqa: F401  (transformers needs it to read GGUF)
     except ImportError as exc:
@@ -214,13 +210,24 @@ def base_model_dir(home: Path | None = None) -> Path:
 
 
 def adapter_digest(adapter: Path) -> str:
-    return sha256_file(adapter / "adapter_model.safetensors")[:16] + "-" + sha256_file(
-        adapter / "adapter_config.json")[:8]  # fmt: skip
+    return (
+        sha256_file(adapter / "adapter_model.safetensors")[:16]
+        + "-"
+        + sha256_file(adapter / "adapter_config.json")[:8]
+    )
 
 
-def _ensure(target: Path, version: str, wanted_adapter: str | None, build: Callable[[Path], dict[str, int]],
-            *, force: bool, step: Callable[[str], None], notice: Callable[[str], None],
-            source_sha: Callable[[], str]) -> PrepareResult:  # fmt: skip
+def _ensure(
+    target: Path,
+    version: str,
+    wanted_adapter: str | None,
+    build: Callable[[Path], dict[str, int]],
+    *,
+    force: bool,
+    step: Callable[[str], None],
+    notice: Callable[[str], None],
+    source_sha: Callable[[], str],
+) -> PrepareResult:
     """Verify ``target`` or build it atomically (temp sibling, then rename)."""
     reason = "forced" if force else None
     if not force:
@@ -229,8 +236,11 @@ def _ensure(target: Path, version: str, wanted_adapter: str | None, build: Calla
             manifest = verify(target)
             if manifest.source_version == version and manifest.adapter == wanted_adapter:
                 return PrepareResult(path=target, manifest=manifest, built=False)
-            reason = (f"source changed ({manifest.source_version} → {version})"
-                      if manifest.source_version != version else "adapter changed")  # fmt: skip
+            reason = (
+                f"source changed ({manifest.source_version} → {version})"
+                if manifest.source_version != version
+                else "adapter changed"
+            )
             notice(f"{reason}: rebuilding {target}")
         except ModelNotPreparedError:
             reason = "absent"
@@ -286,9 +296,16 @@ def prepare(
     step = on_step or (lambda _msg: None)
     notice = on_notice or (lambda _msg: None)
     gguf, version = _source()
-    base = _ensure(base_model_dir(home), version, None, lambda tmp: _build(tmp, gguf, special_tokens, step),
-                   force=force, step=step, notice=notice,
-                   source_sha=lambda: sha256_file(gguf))  # fmt: skip
+    base = _ensure(
+        base_model_dir(home),
+        version,
+        None,
+        lambda tmp: _build(tmp, gguf, special_tokens, step),
+        force=force,
+        step=step,
+        notice=notice,
+        source_sha=lambda: sha256_file(gguf),
+    )
     chosen = adapter
     if chosen is not None and not (Path(chosen) / "adapter_model.safetensors").is_file():
         raise PrepareError(f"no adapter at {chosen} (expected adapter_model.safetensors)")
@@ -304,10 +321,16 @@ def prepare(
         step("merging the fine-tuned adapter")
         return merge_adapter(base.path, Path(chosen), tmp, special_tokens)
 
-    result = _ensure(default_model_dir(home), version,
-                     adapter_digest(Path(chosen)) if chosen is not None else None, build_default,
-                     force=force, step=step, notice=notice,
-                     source_sha=lambda: base.manifest.source_sha256)  # fmt: skip
+    result = _ensure(
+        default_model_dir(home),
+        version,
+        adapter_digest(Path(chosen)) if chosen is not None else None,
+        build_default,
+        force=force,
+        step=step,
+        notice=notice,
+        source_sha=lambda: base.manifest.source_sha256,
+    )
     return result.model_copy(update={"base": base.path})
 
 
@@ -327,4 +350,3 @@ def resolve_model(model: str | Path | None) -> str:
             f"the prepared model at {target} is corrupt ({exc}): run `splice prepare`"
         ) from exc
     return str(target)
-

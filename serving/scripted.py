@@ -26,8 +26,9 @@ Handler = Callable[[list[int], SamplingParams], Sequence[int] | Awaitable[Sequen
 
 
 class ScriptedEngine(Engine):
-    def __init__(self, handler: Handler, tokenizer: Any, *, max_model_len: int = 2048,
-                 delay_s: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, handler: Handler, tokenizer: Any, *, max_model_len: int = 2048, delay_s: float = 0.0
+    ) -> None:
         self.handler = handler
         self._tok = tokenizer
         self.max_model_len = max_model_len
@@ -69,5 +70,10 @@ class ScriptedEngine(Engine):
         else:
             if n < params.max_tokens:
                 finish = "stop"  # the script ran out: treat as end of sequence
-        yield GenerationChunk(finished=True, finish_reason=finish, stop_token_id=stop_id,
-                              prompt_tokens=len(prompt_token_ids), cached_prompt_tokens=0)  # fmt: skip
+        yield GenerationChunk(
+            finished=True,
+            finish_reason=finish,
+            stop_token_id=stop_id,
+            prompt_tokens=len(prompt_token_ids),
+            cached_prompt_tokens=0,
+        )

@@ -197,7 +197,9 @@ class VLLMEngine(Engine):
                 yield out
         except Exception as exc:  # EngineDeadError and kin; cancellation is not an Exception
             raise translate_error(
-                exc, "vLLM failed during generation", fix="run the command again",
+                exc,
+                "vLLM failed during generation",
+                fix="run the command again",
                 kind=EngineError,
             ) from exc
 

@@ -61,8 +61,14 @@ def prepare_default(
     """Prepare the default model with the Splice protocol's tokens and ``adapter``
     (the shipped one unless told otherwise; ``None`` = untuned)."""
     chosen = shipped_adapter() if adapter == "shipped" else adapter
-    return prepare(home, force=force, special_tokens=SPECIAL_TOKENS, adapter=chosen,
-                   on_step=on_step, on_notice=on_notice)
+    return prepare(
+        home,
+        force=force,
+        special_tokens=SPECIAL_TOKENS,
+        adapter=chosen,
+        on_step=on_step,
+        on_notice=on_notice,
+    )
 
 
 def kb_index_path(home: Path | None = None) -> Path:
@@ -86,15 +92,24 @@ def ensure_kb_index(
             return path, False
     except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
         pass
-    LocalIndex.build(kb_documents(), path, index_type="flat", overwrite=True,
-                     progress=progress, label=label, on_stage=on_stage)
+    LocalIndex.build(
+        kb_documents(),
+        path,
+        index_type="flat",
+        overwrite=True,
+        progress=progress,
+        label=label,
+        on_stage=on_stage,
+    )
     return path, True
 
 
 def load_passages(path: Path) -> list[Passage]:
     """A JSONL of {"id","title","text"} (or FlashRAG's {"id","contents"}) rows, in memory."""
-    return [Passage(id=d.id, title=d.title, text=d.text, source=d.source or path.name)
-            for d in read_jsonl_documents(path)]
+    return [
+        Passage(id=d.id, title=d.title, text=d.text, source=d.source or path.name)
+        for d in read_jsonl_documents(path)
+    ]
 
 
 def open_retriever(

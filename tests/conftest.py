@@ -54,8 +54,9 @@ def model_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from serving.vllm_engine import VLLMConfig
 
     log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
-    server = ModelServer(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN),
-                         log_path=log)  # fmt: skip
+    server = ModelServer(
+        VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN), log_path=log
+    )
     server.start(timeout=600)
     yield server
     server.stop()

@@ -19,19 +19,26 @@ from agent.trace import AnswerEvent, GenerationStep, TokenEvent, ToolCallStep, T
 pytestmark = pytest.mark.vllm
 
 KB = [
-    Passage(id="fr", title="France", text="Paris is the capital and largest city of France.",
-            source="kb://france"),
-    Passage(id="de", title="Germany", text="Berlin is the capital of Germany.",
-            source="kb://germany"),
-]  # fmt: skip
+    Passage(
+        id="fr",
+        title="France",
+        text="Paris is the capital and largest city of France.",
+        source="kb://france",
+    ),
+    Passage(
+        id="de", title="Germany", text="Berlin is the capital of Germany.", source="kb://germany"
+    ),
+]
 
 
 async def test_search_cycle_with_real_tokens(vllm_engine) -> None:
-    agent = Agent(vllm_engine, [InMemoryRetriever(KB)],
-                  budgets=Budgets(max_turns=2, max_segment_tokens=24))  # fmt: skip
+    agent = Agent(
+        vllm_engine, [InMemoryRetriever(KB)], budgets=Budgets(max_turns=2, max_segment_tokens=24)
+    )
     search_id = agent.protocol.ids["<search>"]
-    events = [ev async for ev in agent.stream("What is the capital of France?",
-                                               prefill=[search_id])]  # fmt: skip
+    events = [
+        ev async for ev in agent.stream("What is the capital of France?", prefill=[search_id])
+    ]
     answer = events[-1].answer
     assert isinstance(events[-1], AnswerEvent)
 
@@ -57,15 +64,19 @@ async def test_search_cycle_with_real_tokens(vllm_engine) -> None:
 
 
 async def test_closed_book_answers_without_tools(vllm_engine) -> None:
-    agent = Agent(vllm_engine, [InMemoryRetriever(KB)], use_tools=False,
-                  budgets=Budgets(max_segment_tokens=32))  # fmt: skip
+    agent = Agent(
+        vllm_engine,
+        [InMemoryRetriever(KB)],
+        use_tools=False,
+        budgets=Budgets(max_segment_tokens=32),
+    )
     answer = await agent.aask("Say hello.")
     assert answer.text and not any(isinstance(s, ToolCallStep) for s in answer.trace)
 
 
 async def test_ask_many_searches_the_built_in_knowledge_base(vllm_engine, kb_index) -> None:
-    from retrieval import IndexRetriever
     from evals.kb import kb_questions
+    from retrieval import IndexRetriever
 
     retriever = IndexRetriever.open(kb_index)
     agent = Agent(vllm_engine, [retriever], budgets=Budgets(max_turns=2, max_segment_tokens=24))
@@ -92,8 +103,12 @@ class _Always(Retriever):
 
 
 async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
-    agent = Agent(vllm_engine, [_Always()], protocol="search-r1",
-                  budgets=Budgets(max_turns=2, max_segment_tokens=24))  # fmt: skip
+    agent = Agent(
+        vllm_engine,
+        [_Always()],
+        protocol="search-r1",
+        budgets=Budgets(max_turns=2, max_segment_tokens=24),
+    )
     prefill = agent.protocol.prompt_prefill_ids("search")
     answer = await agent.aask("What is the capital of France?", prefill=prefill)
     result = next(s for s in answer.trace if isinstance(s, ToolResultStep))
@@ -103,17 +118,24 @@ async def test_search_r1_protocol_with_real_tokens(vllm_engine) -> None:
     assert answer.text or answer.abstained
 
 
-async def test_fine_tuned_default_searches_answers_and_abstains_by_itself(vllm_engine, kb_index) -> None:
+async def test_fine_tuned_default_searches_answers_and_abstains_by_itself(
+    vllm_engine, kb_index
+) -> None:
     from evals.grading import Grade, grade_answer
-    from retrieval import IndexRetriever
     from evals.kb import kb_questions
+    from retrieval import IndexRetriever
 
-    agent = Agent(vllm_engine, [IndexRetriever.open(kb_index)],
-                  budgets=Budgets(max_turns=3, max_segment_tokens=48))  # fmt: skip
+    agent = Agent(
+        vllm_engine,
+        [IndexRetriever.open(kb_index)],
+        budgets=Budgets(max_turns=3, max_segment_tokens=48),
+    )
     questions = [q for q in kb_questions(split="heldout", answerable=True) if not q.fictional][:8]
     answers = await agent.aask_many([q.question for q in questions])  # no prefill
     searched = sum(any(isinstance(s, ToolCallStep) for s in a.trace) for a in answers)
-    correct = sum(grade_answer(a.text, q.answers) == Grade.CORRECT for q, a in zip(questions, answers))
+    correct = sum(
+        grade_answer(a.text, q.answers) == Grade.CORRECT for q, a in zip(questions, answers)
+    )
     assert searched >= 7, [a.text for a in answers]
     assert correct >= 3, [(q.answers[0], a.text) for q, a in zip(questions, answers)]
     # ordinary chat: no search; closed-book on an invented entity: "I don't know"

@@ -31,8 +31,9 @@ class EchoEngine(Engine):
         out = self.reply[: params.max_tokens]
         for t in out:
             yield GenerationChunk(token_ids=[t], text=str(t))
-        yield GenerationChunk(finished=True, finish_reason="length",
-                              prompt_tokens=len(prompt_token_ids))  # fmt: skip
+        yield GenerationChunk(
+            finished=True, finish_reason="length", prompt_tokens=len(prompt_token_ids)
+        )
 
 
 def test_sampling_params_validate() -> None:
@@ -59,8 +60,9 @@ async def test_full_window_is_refused() -> None:
 
 
 def test_request_body_keeps_token_ids_and_special_tokens() -> None:
-    p = SamplingParams(max_tokens=5, stop_token_ids=(7,), banned_token_ids=(9,), seed=3,
-                       logprobs=0, top_k=40)  # fmt: skip
+    p = SamplingParams(
+        max_tokens=5, stop_token_ids=(7,), banned_token_ids=(9,), seed=3, logprobs=0, top_k=40
+    )
     body = _request_body("m", [1, 2], p)
     assert body["prompt"] == [1, 2]
     assert body["return_token_ids"] is True and body["skip_special_tokens"] is False

@@ -18,8 +18,7 @@ SPLICE = [sys.executable, "-m", "splice.cli"]
 
 def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPLICE_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([*SPLICE, *args], capture_output=True, text=True, env=env,
-                          timeout=300)  # fmt: skip
+    return subprocess.run([*SPLICE, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -79,7 +78,11 @@ def test_translate_error_picks_the_branch_by_library() -> None:
     import sqlite3
 
     from agent.errors import (
-        ConfigError, DatasetError, EngineError, RetrievalError, translate_error,
+        ConfigError,
+        DatasetError,
+        EngineError,
+        RetrievalError,
+        translate_error,
     )
 
     err = translate_error(sqlite3.DatabaseError("file is not a database\nmore"), "reading x")

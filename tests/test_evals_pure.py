@@ -13,35 +13,38 @@ from evals.grading import Grade, grade_answer, is_abstention, normalize, parse_n
 from evals.judge import parse_judge_reply
 from evals.metrics import cohen_kappa, group_summaries, rates, risk_coverage, summarize
 
-C, I, N = Grade.CORRECT, Grade.INCORRECT, Grade.NOT_ATTEMPTED
+C, I, N = Grade.CORRECT, Grade.INCORRECT, Grade.NOT_ATTEMPTED  # noqa: E741
 
 
-@pytest.mark.parametrize("answer, golds, want", [
-    ("Paris", ["Paris"], C),
-    ("It is Paris.", ["Paris"], C),
-    ("the city of Paris, France", ["Paris"], C),
-    ("Lyon", ["Paris"], I),
-    ("van Rossum", ["Guido van Rossum"], C),
-    ("Guido", ["Guido van Rossum"], I),  # too small a part of the gold
-    ("NYC", ["New York City", "NYC"], C),  # an alias
-    ("Paris or Lyon", ["Paris"], N),  # a hedge naming candidates
-    ("either 1912 or 1913", ["1912"], N),
-    ("Trinidad and Tobago", ["Trinidad and Tobago"], C),
-    ("I don't know", ["Paris"], N),
-    ("I'm not sure.", ["Paris"], N),
-    ("", ["Paris"], N),
-    ("The text does not contain the answer.", ["Paris"], N),
-    ("1869", ["1869"], C),
-    ("in 1869", ["1869"], C),
-    ("1868", ["1869"], I),
-    ("about 8,849 metres", ["8,849 metres"], C),
-    ("8850 m", ["8,849 metres"], I),
-    ("2.1 million", ["2 million"], C),
-    ("2,000,000 people", ["2 million"], C),
-    ("3 million", ["2 million"], I),
-    ("two", ["2"], C),
-    ("It has 2 humps.", ["two"], C),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "answer, golds, want",
+    [
+        ("Paris", ["Paris"], C),
+        ("It is Paris.", ["Paris"], C),
+        ("the city of Paris, France", ["Paris"], C),
+        ("Lyon", ["Paris"], I),
+        ("van Rossum", ["Guido van Rossum"], C),
+        ("Guido", ["Guido van Rossum"], I),  # too small a part of the gold
+        ("NYC", ["New York City", "NYC"], C),  # an alias
+        ("Paris or Lyon", ["Paris"], N),  # a hedge naming candidates
+        ("either 1912 or 1913", ["1912"], N),
+        ("Trinidad and Tobago", ["Trinidad and Tobago"], C),
+        ("I don't know", ["Paris"], N),
+        ("I'm not sure.", ["Paris"], N),
+        ("", ["Paris"], N),
+        ("The text does not contain the answer.", ["Paris"], N),
+        ("1869", ["1869"], C),
+        ("in 1869", ["1869"], C),
+        ("1868", ["1869"], I),
+        ("about 8,849 metres", ["8,849 metres"], C),
+        ("8850 m", ["8,849 metres"], I),
+        ("2.1 million", ["2 million"], C),
+        ("2,000,000 people", ["2 million"], C),
+        ("3 million", ["2 million"], I),
+        ("two", ["2"], C),
+        ("It has 2 humps.", ["two"], C),
+    ],
+)
 def test_rule_grader(answer: str, golds: list[str], want: Grade) -> None:
     assert grade_answer(answer, golds) is want
 
@@ -69,8 +72,17 @@ def test_judge_reply_parsing() -> None:
 
 def _recs(grades: str, answerable: bool = True, **extra) -> list[dict]:
     code = {"c": "CORRECT", "i": "INCORRECT", "a": "NOT_ATTEMPTED", "u": "UNPARSEABLE"}
-    return [{"id": f"q{n}", "grade": code[g], "answerable": answerable, "dataset": "d",
-             "condition": "closed-book", **extra} for n, g in enumerate(grades)]  # fmt: skip
+    return [
+        {
+            "id": f"q{n}",
+            "grade": code[g],
+            "answerable": answerable,
+            "dataset": "d",
+            "condition": "closed-book",
+            **extra,
+        }
+        for n, g in enumerate(grades)
+    ]
 
 
 def test_metric_math_by_hand() -> None:
@@ -89,8 +101,14 @@ def test_metric_math_by_hand() -> None:
 
 def test_abstention_recall_and_tool_induced_hallucination() -> None:
     closed = _recs("ca", answerable=True) + [
-        {"id": "u1", "grade": "NOT_ATTEMPTED", "answerable": False, "dataset": "d",
-         "condition": "closed-book"}]  # fmt: skip
+        {
+            "id": "u1",
+            "grade": "NOT_ATTEMPTED",
+            "answerable": False,
+            "dataset": "d",
+            "condition": "closed-book",
+        }
+    ]
     tools = [dict(r, condition="tools") for r in closed]
     tools[0]["grade"] = "INCORRECT"  # was correct closed-book: tool-induced
     tools[1]["grade"] = "INCORRECT"  # was abstained closed-book: tool-induced
@@ -101,8 +119,12 @@ def test_abstention_recall_and_tool_induced_hallucination() -> None:
 
 
 def test_risk_coverage_and_kappa() -> None:
-    recs = [{"grade": "CORRECT", "answer_logprob": -0.1}, {"grade": "INCORRECT", "answer_logprob": -2.0},
-            {"grade": "CORRECT", "answer_logprob": -0.5}, {"grade": "NOT_ATTEMPTED", "answer_logprob": -1}]  # fmt: skip
+    recs = [
+        {"grade": "CORRECT", "answer_logprob": -0.1},
+        {"grade": "INCORRECT", "answer_logprob": -2.0},
+        {"grade": "CORRECT", "answer_logprob": -0.5},
+        {"grade": "NOT_ATTEMPTED", "answer_logprob": -1},
+    ]
     assert risk_coverage(recs) == [(0.25, 0.0), (0.5, 0.0), (0.75, 1 / 3)]
     po, kappa = cohen_kappa(["C", "C", "I", "N"], ["C", "C", "I", "N"])
     assert (po, kappa) == (1.0, 1.0)
@@ -112,32 +134,52 @@ def test_risk_coverage_and_kappa() -> None:
 
 def test_generic_and_named_datasets(tmp_path: Path) -> None:
     (tmp_path / "g.jsonl").write_text(
-        json.dumps({"id": 1, "question": "Capital of France?", "answers": ["Paris"]}) + "\n"
-        + json.dumps({"query": "Who is Zorblat?", "answerable": False}) + "\n"
-        + json.dumps({"problem": "Speed of sound?", "answer": "343",
-                      "acceptable_range": [330, 350]}) + "\n")  # fmt: skip
+        json.dumps({"id": 1, "question": "Capital of France?", "answers": ["Paris"]})
+        + "\n"
+        + json.dumps({"query": "Who is Zorblat?", "answerable": False})
+        + "\n"
+        + json.dumps(
+            {"problem": "Speed of sound?", "answer": "343", "acceptable_range": [330, 350]}
+        )
+        + "\n"
+    )
     ds = load_dataset(str(tmp_path / "g.jsonl"))
     assert [i.answerable for i in ds.items] == [True, False, True]
     assert ds.items[2].acceptable_range == (330.0, 350.0) and ds.items[0].id == "1"
-    (tmp_path / "s.csv").write_text('metadata,problem,answer\n"{}","Who wrote Hamlet?",Shakespeare\n')
+    (tmp_path / "s.csv").write_text(
+        'metadata,problem,answer\n"{}","Who wrote Hamlet?",Shakespeare\n'
+    )
     assert load_dataset(f"simpleqa:{tmp_path / 's.csv'}").items[0].answers == ["Shakespeare"]
     (tmp_path / "p.tsv").write_text('id\tquestion\tpossible_answers\n7\tQ?\t["A", "B"]\n')
     assert load_dataset(f"popqa:{tmp_path / 'p.tsv'}").items[0].answers == ["A", "B"]
-    (tmp_path / "sa.json").write_text(json.dumps({"example": [
-        {"question_id": 1, "question": "Why?", "answer": None, "answerable": False}]}))  # fmt: skip
+    (tmp_path / "sa.json").write_text(
+        json.dumps(
+            {
+                "example": [
+                    {"question_id": 1, "question": "Why?", "answer": None, "answerable": False}
+                ]
+            }
+        )
+    )
     assert not load_dataset(f"selfaware:{tmp_path / 'sa.json'}").items[0].answerable
     held = load_dataset("kb-unanswerable")
     assert held.items and not any(i.answerable for i in held.items)
 
 
-@pytest.mark.parametrize("content, match", [
-    ('{"question": "Q?", "answers": ["A"]}\n{broken\n', r"d\.jsonl:2: not valid JSON"),
-    ('{"question": "Q?"}\n', r"d\.jsonl:1: no gold answer"),
-    ('{"answers": ["A"]}\n', r"d\.jsonl:1: no question"),
-    ('{"question": "Q?", "answers": ["A"], "answerable": "maybe"}\n', "answerable"),
-    ('{"id": 1, "question": "Q?", "answers": ["A"]}\n{"id": 1, "question": "R?", "answers": ["B"]}\n',
-     "duplicate id"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('{"question": "Q?", "answers": ["A"]}\n{broken\n', r"d\.jsonl:2: not valid JSON"),
+        ('{"question": "Q?"}\n', r"d\.jsonl:1: no gold answer"),
+        ('{"answers": ["A"]}\n', r"d\.jsonl:1: no question"),
+        ('{"question": "Q?", "answers": ["A"], "answerable": "maybe"}\n', "answerable"),
+        (
+            '{"id": 1, "question": "Q?", "answers": ["A"]}\n'
+            '{"id": 1, "question": "R?", "answers": ["B"]}\n',
+            "duplicate id",
+        ),
+    ],
+)
 def test_malformed_dataset_rows(tmp_path: Path, content: str, match: str) -> None:
     (tmp_path / "d.jsonl").write_text(content)
     with pytest.raises(DatasetError, match=match) as info:
@@ -146,9 +188,13 @@ def test_malformed_dataset_rows(tmp_path: Path, content: str, match: str) -> Non
 
 
 def test_gold_in_the_first_sentence_of_a_long_answer() -> None:
-    long_right = ("The first governor-general of Pakistan was Muhammad Ali Jinnah, who became "
-                  "the first Muslim to be appointed as the first Governor-General of Pakistan.")
+    long_right = (
+        "The first governor-general of Pakistan was Muhammad Ali Jinnah, who became "
+        "the first Muslim to be appointed as the first Governor-General of Pakistan."
+    )
     assert grade_answer(long_right, ["Muhammad Ali Jinnah"]) is C
-    long_wrong = ("The Declaration was written by John Locke, a British philosopher. Thomas "
-                  "Jefferson later read it aloud to a crowd of people in the city square.")
+    long_wrong = (
+        "The Declaration was written by John Locke, a British philosopher. Thomas "
+        "Jefferson later read it aloud to a crowd of people in the city square."
+    )
     assert grade_answer(long_wrong, ["Thomas Jefferson"]) is I

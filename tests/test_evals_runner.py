@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import ConfigError
 from evals.records import read_records
 from evals.report import compare_runs, write_report
 from evals.runner import EvalConfig, run_eval
 from retrieval import Document, LocalIndex
-from agent.errors import ConfigError
 from serving.scripted import ScriptedEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The "model": searches first when tools are on, then answers with the first
 # passage's title, or "I don't know" when nothing came back; closed-book it answers
 # "Paris" to everything.
-RUNNER_SCRIPT = '''
+RUNNER_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
 from transformers import AutoTokenizer
@@ -38,14 +38,24 @@ def handler(prompt, params):
 engine = ScriptedEngine(handler, tok, delay_s=float(sys.argv[4]))
 cfg = EvalConfig(datasets=[sys.argv[2]], conditions=["closed-book"], concurrency=3)
 asyncio.run(run_eval(cfg, engine, Path(sys.argv[3]), resume=True))
-'''
+"""
 
 
 def _dataset(tmp_path: Path, n: int) -> Path:
     path = tmp_path / "qs.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Capital number {i}?",
-                                        "answers": ["Paris" if i % 2 else "Lyon"]}) + "\n"
-                            for i in range(n)))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "question": f"Capital number {i}?",
+                    "answers": ["Paris" if i % 2 else "Lyon"],
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
     return path
 
 
@@ -73,8 +83,11 @@ def test_kill_9_loses_nothing_finished_and_resume_never_duplicates(
     script = tmp_path / "runner.py"
     script.write_text(RUNNER_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(model_dir), str(data), str(run),
-                             "0.05"], env=env, cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(model_dir), str(data), str(run), "0.05"],
+        env=env,
+        cwd=ROOT,
+    )
     records = run / "records.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -87,8 +100,10 @@ def test_kill_9_loses_nothing_finished_and_resume_never_duplicates(
     finished = read_records(records)
     assert 6 <= len(finished) < 30, "the kill came too late to test anything"
 
-    engine = ScriptedEngine(lambda p, s: tokenizer.encode("<answer> Paris </answer>",
-                                                          add_special_tokens=False), tokenizer)  # fmt: skip
+    engine = ScriptedEngine(
+        lambda p, s: tokenizer.encode("<answer> Paris </answer>", add_special_tokens=False),
+        tokenizer,
+    )
     cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"], concurrency=3)
     import asyncio
 
@@ -104,23 +119,31 @@ def test_kill_9_loses_nothing_finished_and_resume_never_duplicates(
     assert summary[0]["n"] == 30 and summary[0]["correct"]["value"] == pytest.approx(0.5)
 
 
-async def test_retrieval_failure_withholds_passages(tmp_path: Path, tokenizer,
-                                                    embedder) -> None:  # fmt: skip
-    docs = [Document(id=f"d{i}", title=f"Topic {i}", text=f"Fact {i}: the river {i} is long.")
-            for i in range(30)] + [Document(id="gold", title="Paris", text="Paris is the "
-                                            "capital of France.")]  # fmt: skip
+async def test_retrieval_failure_withholds_passages(tmp_path: Path, tokenizer, embedder) -> None:
+    docs = [
+        Document(id=f"d{i}", title=f"Topic {i}", text=f"Fact {i}: the river {i} is long.")
+        for i in range(30)
+    ] + [Document(id="gold", title="Paris", text="Paris is the capital of France.")]
     index, _ = LocalIndex.build(docs, tmp_path / "idx", embedder=embedder)
     from retrieval import IndexRetriever
 
     data = tmp_path / "q.jsonl"
-    data.write_text(json.dumps({"id": "fr", "question": "What is the capital of France?",
-                                "answers": ["Paris"]}) + "\n")  # fmt: skip
+    data.write_text(
+        json.dumps({"id": "fr", "question": "What is the capital of France?", "answers": ["Paris"]})
+        + "\n"
+    )
     results = {}
     for mode in ("empty", "distractor"):
-        cfg = EvalConfig(datasets=[str(data)], conditions=["tools", "retrieval-failure"],
-                         failure_mode=mode)  # fmt: skip
-        recs = await run_eval(cfg, _searching_engine(tokenizer), tmp_path / mode,
-                              retriever=IndexRetriever(index), index=index)  # fmt: skip
+        cfg = EvalConfig(
+            datasets=[str(data)], conditions=["tools", "retrieval-failure"], failure_mode=mode
+        )
+        recs = await run_eval(
+            cfg,
+            _searching_engine(tokenizer),
+            tmp_path / mode,
+            retriever=IndexRetriever(index),
+            index=index,
+        )
         results[mode] = {r["condition"]: r for r in recs}
     tools = results["empty"]["tools"]
     assert "gold" in tools["sources"] and tools["grade"] == "CORRECT"
@@ -136,11 +159,14 @@ async def test_retrieval_failure_withholds_passages(tmp_path: Path, tokenizer,
     assert "retrieval-failure:empty" in compare_runs(tmp_path / "empty", tmp_path / "empty")
 
 
-async def test_existing_run_needs_resume_and_bad_config_is_refused(tmp_path: Path,
-                                                                   tokenizer) -> None:  # fmt: skip
+async def test_existing_run_needs_resume_and_bad_config_is_refused(
+    tmp_path: Path, tokenizer
+) -> None:
     data = _dataset(tmp_path, 2)
-    engine = ScriptedEngine(lambda p, s: tokenizer.encode("<answer> Lyon </answer>",
-                                                          add_special_tokens=False), tokenizer)  # fmt: skip
+    engine = ScriptedEngine(
+        lambda p, s: tokenizer.encode("<answer> Lyon </answer>", add_special_tokens=False),
+        tokenizer,
+    )
     cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"])
     await run_eval(cfg, engine, tmp_path / "r")
     with pytest.raises(ConfigError, match="--resume"):
@@ -148,4 +174,6 @@ async def test_existing_run_needs_resume_and_bad_config_is_refused(tmp_path: Pat
     with pytest.raises(ConfigError, match="unknown condition"):
         await run_eval(EvalConfig(datasets=[str(data)], conditions=["web"]), engine, tmp_path / "x")
     with pytest.raises(ConfigError, match="needs an index"):
-        await run_eval(EvalConfig(datasets=[str(data)], conditions=["tools"]), engine, tmp_path / "y")
+        await run_eval(
+            EvalConfig(datasets=[str(data)], conditions=["tools"]), engine, tmp_path / "y"
+        )

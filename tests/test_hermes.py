@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from agent.protocols import HermesProtocol
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage, Tool
@@ -36,7 +35,9 @@ async def test_any_function_is_a_tool(tokenizer) -> None:
     assert '"name": "add"' in prompt and '"type": "integer"' in prompt
     # Generation paused on the closing tag: " ignored" was never produced.
     first_segment = tokenizer.decode(answer.token_ids)
-    assert "ignored" not in first_segment and "<tool_response>\n5\n</tool_response>" in first_segment
+    assert (
+        "ignored" not in first_segment and "<tool_response>\n5\n</tool_response>" in first_segment
+    )
 
 
 async def test_bad_json_is_told_to_the_model(tokenizer) -> None:
@@ -63,7 +64,7 @@ async def test_search_through_hermes(tokenizer) -> None:
 
 def test_stream_parser_hides_calls_and_matches_whole_parse(tokenizer) -> None:
     proto = HermesProtocol(tokenizer)
-    for text in ["Thinking first. " + CALL, "Plain answer, no call.", "x <tool_call>{\"na"]:
+    for text in ["Thinking first. " + CALL, "Plain answer, no call.", 'x <tool_call>{"na']:
         ids = tokenizer.encode(text, add_special_tokens=False)
         parser = proto.parser()
         visible = "".join(parser.feed(t) for t in ids)

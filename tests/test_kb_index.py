@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from retrieval import LocalIndex
 from evals.kb import kb_documents, kb_questions
+from retrieval import LocalIndex
 from splice.defaults import ensure_kb_index
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from agent.errors import ModelNotPreparedError
 from agent.protocols.splice import SPECIAL_TOKENS
-from splice.defaults import prepare_default as prepare
 from serving.prepare import (
     MANIFEST_NAME,
     CacheCorrupt,
@@ -17,6 +16,7 @@ from serving.prepare import (
     resolve_model,
     verify,
 )
+from splice.defaults import prepare_default as prepare
 
 
 def test_each_special_token_is_one_id(model_dir: Path) -> None:
@@ -82,8 +82,9 @@ def test_truncated_weights_are_detected_cheaply(model_dir: Path, tmp_path: Path)
         verify(default_model_dir(home), full=False)
 
 
-def test_partial_cache_is_not_trusted(model_dir: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_partial_cache_is_not_trusted(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = _copy_prepared(model_dir, tmp_path)
     (default_model_dir(home) / MANIFEST_NAME).unlink()
     with pytest.raises(CacheCorrupt, match="partial"):

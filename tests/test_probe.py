@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.datasets import EvalItem, load_dataset
 from agent.errors import ConfigError
+from evals.datasets import EvalItem, load_dataset
 from serving.scripted import ScriptedEngine
 from training.probe import label, probe_questions, write_probe
 
@@ -25,12 +25,15 @@ async def test_probe_samples_k_times_with_distinct_seeds(tokenizer, tmp_path: Pa
         if "France" in text:
             return tokenizer.encode("<answer>Paris</answer>", add_special_tokens=False)
         good = params.seed % 2 == 0
-        return tokenizer.encode(f"<answer>{'Berlin' if good else 'Bonn'}</answer>",
-                                add_special_tokens=False)  # fmt: skip
+        return tokenizer.encode(
+            f"<answer>{'Berlin' if good else 'Bonn'}</answer>", add_special_tokens=False
+        )
 
     engine = ScriptedEngine(handler, tokenizer)
-    items = [EvalItem(id="fr", question="Capital of France?", answers=["Paris"]),
-             EvalItem(id="de", question="Capital of Germany?", answers=["Berlin"])]  # fmt: skip
+    items = [
+        EvalItem(id="fr", question="Capital of France?", answers=["Paris"]),
+        EvalItem(id="de", question="Capital of Germany?", answers=["Berlin"]),
+    ]
     records = await probe_questions(engine, items, k=5, temperature=0.7, seed=1)
     assert [r.label for r in records] == ["known", "unknown"]
     assert records[1].grades.count("CORRECT") == 3  # seeds 1000..1004: three even
@@ -39,7 +42,10 @@ async def test_probe_samples_k_times_with_distinct_seeds(tokenizer, tmp_path: Pa
     assert all(p.temperature == 0.7 for _, p in engine.requests)
     out = tmp_path / "probe.jsonl"
     write_probe(out, records, {"k": 5})
-    assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == ["known", "unknown"]
+    assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == [
+        "known",
+        "unknown",
+    ]
     assert json.loads((tmp_path / "probe.jsonl.meta.json").read_text())["known"] == 1
     with pytest.raises(ConfigError, match="temperature"):
         await probe_questions(engine, items, temperature=0)
@@ -47,6 +53,9 @@ async def test_probe_samples_k_times_with_distinct_seeds(tokenizer, tmp_path: Pa
 
 def test_kb_train_never_overlaps_the_eval_sets() -> None:
     train = {i.id.split("/")[0] for i in load_dataset("kb-train").items}
-    held = {i.id.split("/")[0] for name in ("kb-answerable", "kb-unanswerable")
-            for i in load_dataset(name).items}  # fmt: skip
+    held = {
+        i.id.split("/")[0]
+        for name in ("kb-answerable", "kb-unanswerable")
+        for i in load_dataset(name).items
+    }
     assert train and not train & held

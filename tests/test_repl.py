@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,18 +28,37 @@ def say(child, text: str) -> None:
 @pytest.fixture
 def repl(model_server, splice_home: Path, tmp_path: Path):
     kb = tmp_path / "kb.jsonl"
-    kb.write_text(json.dumps({"id": "fr", "title": "France",
-                              "text": "Paris is the capital of France."}) + "\n")  # fmt: skip
-    env = {**os.environ, "SPLICE_HOME": str(splice_home), "COLUMNS": "120", "TERM": "xterm",
-           # pexpect does not answer cursor-position requests; without this,
-           # prompt-toolkit waits for the reply and swallows what is typed meanwhile.
-           "PROMPT_TOOLKIT_NO_CPR": "1"}
+    kb.write_text(
+        json.dumps({"id": "fr", "title": "France", "text": "Paris is the capital of France."})
+        + "\n"
+    )
+    env = {
+        **os.environ,
+        "SPLICE_HOME": str(splice_home),
+        "COLUMNS": "120",
+        "TERM": "xterm",
+        # pexpect does not answer cursor-position requests; without this,
+        # prompt-toolkit waits for the reply and swallows what is typed meanwhile.
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+    }
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "splice.cli", "chat", "--url", model_server.url, "--passages", str(kb),
-         "--max-tokens", "200"],
-        env=env, encoding="utf-8", timeout=120, dimensions=(40, 120),
-    )  # fmt: skip
+        [
+            "-m",
+            "splice.cli",
+            "chat",
+            "--url",
+            model_server.url,
+            "--passages",
+            str(kb),
+            "--max-tokens",
+            "200",
+        ],
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 120),
+    )
     child.expect("you>")
     yield child
     if child.isalive():

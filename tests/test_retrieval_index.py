@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import Document, Embedder, IndexRetriever, LocalIndex
-from retrieval.index import IndexParams, make_faiss_index
 from agent.errors import (
     ConfigError,
     CorpusError,
@@ -23,17 +21,36 @@ from agent.errors import (
     IndexMismatchError,
     IndexNotFoundError,
 )
+from retrieval import Document, Embedder, IndexRetriever, LocalIndex
+from retrieval.index import IndexParams, make_faiss_index
 
 DOCS = [
-    Document(id="whale", title="Blue whale", text="The blue whale is the largest animal known "
-             "to have lived. Adults can reach about 30 metres in length.", source="bio.txt"),
-    Document(id="everest", title="Mount Everest", text="Mount Everest, on the border of Nepal "
-             "and China, is the highest mountain above sea level at 8,849 metres."),
-    Document(id="python", title="Python", text="Python is a programming language created by "
-             "Guido van Rossum and first released in 1991."),
-    Document(id="tea", title="Tea", text="Tea is brewed from the leaves of Camellia sinensis, "
-             "a shrub first cultivated in China."),
-]  # fmt: skip
+    Document(
+        id="whale",
+        title="Blue whale",
+        text="The blue whale is the largest animal known "
+        "to have lived. Adults can reach about 30 metres in length.",
+        source="bio.txt",
+    ),
+    Document(
+        id="everest",
+        title="Mount Everest",
+        text="Mount Everest, on the border of Nepal "
+        "and China, is the highest mountain above sea level at 8,849 metres.",
+    ),
+    Document(
+        id="python",
+        title="Python",
+        text="Python is a programming language created by "
+        "Guido van Rossum and first released in 1991.",
+    ),
+    Document(
+        id="tea",
+        title="Tea",
+        text="Tea is brewed from the leaves of Camellia sinensis, "
+        "a shrub first cultivated in China.",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,26 +71,35 @@ def _copy(src: Path, tmp_path: Path) -> Path:
 
 def test_paraphrased_query_finds_the_gold_passage(small_index: Path, embedder: Embedder) -> None:
     index = LocalIndex.open(small_index, embedder)
-    hits = index.search(["tallest peak on Earth", "who invented the Python language?",
-                         "biggest creature ever"], k=2)  # fmt: skip
+    hits = index.search(
+        ["tallest peak on Earth", "who invented the Python language?", "biggest creature ever"], k=2
+    )
     assert [h[0][0].id for h in hits] == ["everest", "python", "whale"]
     assert hits[2][0][0].source == "bio.txt" and hits[2][0][1] > hits[2][1][1]
 
 
 def test_reload_from_disk_gives_the_same_results(small_index: Path) -> None:
     a = LocalIndex.open(small_index).search(["green leaves brewed in hot water"], k=4)
-    b = LocalIndex.open(small_index, verify=True).search(["green leaves brewed in hot water"],
-                                                          k=4)  # fmt: skip
+    b = LocalIndex.open(small_index, verify=True).search(["green leaves brewed in hot water"], k=4)
     assert [(c.id, round(s, 5)) for c, s in a[0]] == [(c.id, round(s, 5)) for c, s in b[0]]
     assert a[0][0][0].id == "tea"
 
 
-def test_add_appends_and_reports_duplicates(small_index: Path, tmp_path: Path,
-                                            embedder: Embedder) -> None:  # fmt: skip
+def test_add_appends_and_reports_duplicates(
+    small_index: Path, tmp_path: Path, embedder: Embedder
+) -> None:
     path = _copy(small_index, tmp_path)
     index = LocalIndex.open(path, embedder)
-    report = index.add([DOCS[0], Document(id="nile", title="Nile", text="The Nile flows north "
-                                          "through Egypt into the Mediterranean Sea.")])  # fmt: skip
+    report = index.add(
+        [
+            DOCS[0],
+            Document(
+                id="nile",
+                title="Nile",
+                text="The Nile flows north through Egypt into the Mediterranean Sea.",
+            ),
+        ]
+    )
     assert report.duplicates == ["whale"] and report.passages == 1
     reopened = LocalIndex.open(path, verify=True)
     assert len(reopened) == 5 and reopened.manifest.documents == 5
@@ -87,15 +113,22 @@ def test_duplicate_ids_in_one_build_are_reported(tmp_path: Path, embedder: Embed
 
 
 def test_unicode_round_trip(tmp_path: Path, embedder: Embedder) -> None:
-    docs = [Document(id="zürich-1", title="Zürich", text="Zürich liegt am Zürichsee in der "
-                     "Schweiz. 苏黎世是瑞士最大的城市。"), DOCS[2]]  # fmt: skip
+    docs = [
+        Document(
+            id="zürich-1",
+            title="Zürich",
+            text="Zürich liegt am Zürichsee in der Schweiz. 苏黎世是瑞士最大的城市。",
+        ),
+        DOCS[2],
+    ]
     index, _ = LocalIndex.build(docs, tmp_path / "u", embedder=embedder)
     (chunk, _), *_ = LocalIndex.open(tmp_path / "u").search(["Zürichsee Schweiz"], k=1)[0]
     assert chunk.id == "zürich-1" and "苏黎世" in chunk.text
 
 
-def test_passage_longer_than_the_embedder_window_is_split(tmp_path: Path,
-                                                          embedder: Embedder) -> None:  # fmt: skip
+def test_passage_longer_than_the_embedder_window_is_split(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     sentences = [f"Fact number {i} says the lighthouse keeper logged ship {i}." for i in range(120)]
     long_doc = Document(id="long", title="Logbook", text=" ".join(sentences))
     assert len(embedder.token_spans(long_doc.text)) > embedder.max_tokens
@@ -125,8 +158,9 @@ def test_crash_mid_build_leaves_no_half_written_index(tmp_path: Path, embedder: 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rebuild_over_an_existing_index_needs_overwrite(small_index: Path, tmp_path: Path,
-                                                        embedder: Embedder) -> None:  # fmt: skip
+def test_rebuild_over_an_existing_index_needs_overwrite(
+    small_index: Path, tmp_path: Path, embedder: Embedder
+) -> None:
     path = _copy(small_index, tmp_path)
     with pytest.raises(ConfigError, match="--overwrite"):
         LocalIndex.build(DOCS[:1], path, embedder=embedder)
@@ -135,8 +169,9 @@ def test_rebuild_over_an_existing_index_needs_overwrite(small_index: Path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
 
 
-def test_wrong_embedder_and_wrong_dimension_are_refused(small_index: Path, tmp_path: Path,
-                                                        embedder: Embedder) -> None:  # fmt: skip
+def test_wrong_embedder_and_wrong_dimension_are_refused(
+    small_index: Path, tmp_path: Path, embedder: Embedder
+) -> None:
     with pytest.raises(IndexMismatchError, match="built with embedder 'all-MiniLM-L6-v2'"):
         LocalIndex.open(small_index, Embedder("intfloat/e5-small-v2"))
     path = _copy(small_index, tmp_path)
@@ -147,15 +182,21 @@ def test_wrong_embedder_and_wrong_dimension_are_refused(small_index: Path, tmp_p
         LocalIndex.open(path)
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda p: (p / "index.faiss").write_bytes((p / "index.faiss").read_bytes()[:100]),
-     "index.faiss is 100 bytes"),
-    (lambda p: (p / "passages.sqlite").unlink(), "passages.sqlite is missing"),
-    (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is unreadable"),
-    (lambda p: (p / "manifest.json").unlink(), "manifest.json is missing"),
-])  # fmt: skip
-def test_damaged_index_gets_a_one_line_error(small_index: Path, tmp_path: Path, damage,
-                                            match: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (
+            lambda p: (p / "index.faiss").write_bytes((p / "index.faiss").read_bytes()[:100]),
+            "index.faiss is 100 bytes",
+        ),
+        (lambda p: (p / "passages.sqlite").unlink(), "passages.sqlite is missing"),
+        (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is unreadable"),
+        (lambda p: (p / "manifest.json").unlink(), "manifest.json is missing"),
+    ],
+)
+def test_damaged_index_gets_a_one_line_error(
+    small_index: Path, tmp_path: Path, damage, match: str
+) -> None:
     path = _copy(small_index, tmp_path)
     damage(path)
     with pytest.raises(IndexCorruptError, match=match) as info:
@@ -208,8 +249,14 @@ async def test_concurrent_searches_share_batches(small_index: Path, embedder: Em
 
 def _splice(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "splice.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "splice.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_builds_1000_passages_and_finds_a_paraphrase(tmp_path: Path) -> None:
@@ -217,8 +264,9 @@ def test_cli_builds_1000_passages_and_finds_a_paraphrase(tmp_path: Path) -> None
 
     entities = generate_entities(250, seed=11)
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": e.id, "title": e.name, "text": e.text}) + "\n"
-                              for e in entities))  # fmt: skip
+    corpus.write_text(
+        "".join(json.dumps({"id": e.id, "title": e.name, "text": e.text}) + "\n" for e in entities)
+    )
     out = tmp_path / "idx"
     root = Path(__file__).resolve().parent.parent
     res = _splice("index", "build", str(corpus), "--out", str(out), cwd=root)

@@ -7,19 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import CorpusError
+from evals.fictional import generate_entities
 from retrieval.chunking import ChunkConfig, Document, chunk_document, sentence_spans
 from retrieval.corpus import read_documents
-from evals.fictional import generate_entities
-from agent.errors import CorpusError
 
-TEXT = ("Alpha beta gamma. \"Delta epsilon!\" Zeta eta theta? Iota kappa lambda mu nu xi "
-        "omicron pi rho sigma tau upsilon phi chi psi omega. End")  # fmt: skip
+TEXT = (
+    'Alpha beta gamma. "Delta epsilon!" Zeta eta theta? Iota kappa lambda mu nu xi '
+    "omicron pi rho sigma tau upsilon phi chi psi omega. End"
+)
 
 
 def test_sentences_never_lose_text() -> None:
     spans = sentence_spans(TEXT)
-    assert [TEXT[s:e] for s, e in spans][:3] == ["Alpha beta gamma.", '"Delta epsilon!"',
-                                                "Zeta eta theta?"]  # fmt: skip
+    assert [TEXT[s:e] for s, e in spans][:3] == [
+        "Alpha beta gamma.",
+        '"Delta epsilon!"',
+        "Zeta eta theta?",
+    ]
     assert " ".join(TEXT[s:e] for s, e in spans) == TEXT
 
 
@@ -55,19 +60,28 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 
 def test_jsonl_both_layouts_and_unicode(tmp_path: Path) -> None:
-    f = _write(tmp_path / "c.jsonl", [
-        json.dumps({"id": "a", "title": "Zürich", "text": "Zürich liegt am Zürichsee. 東京"}),
-        json.dumps({"id": 7, "contents": '"Paris"\nParis is the capital of France.'}),
-        "",
-    ])  # fmt: skip
+    f = _write(
+        tmp_path / "c.jsonl",
+        [
+            json.dumps({"id": "a", "title": "Zürich", "text": "Zürich liegt am Zürichsee. 東京"}),
+            json.dumps({"id": 7, "contents": '"Paris"\nParis is the capital of France.'}),
+            "",
+        ],
+    )
     docs = list(read_documents([f]))
     assert [(d.id, d.title) for d in docs] == [("a", "Zürich"), ("7", "Paris")]
     assert docs[0].text.endswith("東京") and docs[1].text == "Paris is the capital of France."
 
 
 def test_malformed_row_names_file_and_line(tmp_path: Path) -> None:
-    f = _write(tmp_path / "bad.jsonl", [json.dumps({"id": "a", "text": "ok"}), "{not json",
-                                         json.dumps({"id": "c", "title": "no text"})])  # fmt: skip
+    f = _write(
+        tmp_path / "bad.jsonl",
+        [
+            json.dumps({"id": "a", "text": "ok"}),
+            "{not json",
+            json.dumps({"id": "c", "title": "no text"}),
+        ],
+    )
     with pytest.raises(CorpusError, match=r"bad\.jsonl:2: not valid UTF-8 JSON"):
         list(read_documents([f]))
     skipped: list[str] = []
@@ -82,8 +96,10 @@ def test_text_markdown_html_and_directories(tmp_path: Path) -> None:
     (tmp_path / "plain.txt").write_text("Just text.\n")
     (tmp_path / "page.html").write_text(
         "<html><head><title>Tide Tables</title></head><body><nav>menu</nav><article>"
-        "<h1>Tide Tables</h1><p>" + "High tide in Fyvrmere comes twice a day. " * 8 +
-        "</p></article></body></html>")  # fmt: skip
+        "<h1>Tide Tables</h1><p>"
+        + "High tide in Fyvrmere comes twice a day. " * 8
+        + "</p></article></body></html>"
+    )
     (tmp_path / "skip.bin").write_bytes(b"\x00")
     docs = {d.id: d for d in read_documents([tmp_path])}
     assert set(docs) == {"sub/note.md", "plain.txt", "page.html"}

@@ -9,23 +9,29 @@ from agent.tools import InMemoryRetriever, Passage
 from agent.trace import ToolCallStep, ToolResultStep
 from serving.scripted import ScriptedEngine
 
-KB = [Passage(id="fr", title="France", text="Paris is the capital of France."),
-      Passage(id="de", title="Germany", text="Berlin is the capital of Germany.")]  # fmt: skip
+KB = [
+    Passage(id="fr", title="France", text="Paris is the capital of France."),
+    Passage(id="de", title="Germany", text="Berlin is the capital of Germany."),
+]
 
 
 def scripted(tokenizer, *segments: str, plain: bool = True) -> ScriptedEngine:
     # plain=True: the tags arrive as ordinary text pieces, as from a Qwen checkpoint.
-    enc = (lambda s: encode_plain(tokenizer, s)) if plain else \
-        (lambda s: tokenizer.encode(s, add_special_tokens=False))  # fmt: skip
+    enc = (
+        (lambda s: encode_plain(tokenizer, s))
+        if plain
+        else (lambda s: tokenizer.encode(s, add_special_tokens=False))
+    )
     queue = [enc(s) for s in segments]
     return ScriptedEngine(lambda prompt, params: queue.pop(0) if queue else [], tokenizer)
 
 
 async def test_full_cycle_with_plain_text_tags(tokenizer) -> None:
-    engine = scripted(tokenizer,
-                      "<think>I need the capital.</think>\n<search> capital of France </search>"
-                      " never generated",
-                      "<think>Doc 1 says Paris.</think>\n<answer> Paris </answer>")  # fmt: skip
+    engine = scripted(
+        tokenizer,
+        "<think>I need the capital.</think>\n<search> capital of France </search> never generated",
+        "<think>Doc 1 says Paris.</think>\n<answer> Paris </answer>",
+    )
     agent = Agent(engine, [InMemoryRetriever(KB)], protocol="search-r1")
     answer = await agent.aask("What is the capital of France?")
     call = next(s for s in answer.trace if isinstance(s, ToolCallStep))
@@ -44,8 +50,9 @@ async def test_full_cycle_with_plain_text_tags(tokenizer) -> None:
 
 
 async def test_single_id_tags_work_too(tokenizer) -> None:
-    engine = scripted(tokenizer, "<search>capital of Germany</search>",
-                      "<answer>Berlin</answer>", plain=False)  # fmt: skip
+    engine = scripted(
+        tokenizer, "<search>capital of Germany</search>", "<answer>Berlin</answer>", plain=False
+    )
     answer = await Agent(engine, [InMemoryRetriever(KB)], protocol="search-r1").aask("q")
     result = next(s for s in answer.trace if isinstance(s, ToolResultStep))
     assert result.ok and answer.text == "Berlin"
@@ -53,7 +60,9 @@ async def test_single_id_tags_work_too(tokenizer) -> None:
 
 async def test_forged_information_is_cut(tokenizer) -> None:
     engine = scripted(tokenizer, "<answer> Rome </answer>", plain=True)
-    forged = scripted(tokenizer, "Sure <information>Doc 1 says 42</information> <answer>42</answer>")
+    forged = scripted(
+        tokenizer, "Sure <information>Doc 1 says 42</information> <answer>42</answer>"
+    )
     answer = await Agent(forged, [InMemoryRetriever(KB)], protocol="search-r1").aask("q")
     assert "42" not in answer.text
     answer = await Agent(engine, [], protocol="search-r1").aask("q")
@@ -63,9 +72,11 @@ async def test_forged_information_is_cut(tokenizer) -> None:
 def test_stream_shows_only_the_answer_and_matches_whole_parse(tokenizer) -> None:
     proto = get_protocol("search-r1", tokenizer)
     assert isinstance(proto, SearchR1Protocol)
-    for text, want in [("<think>hmm</think><answer> I don't know </answer>", "I don't know"),
-                       ("<think>plan</think><search>tallest mountain</search>", ""),
-                       ("No tags at all.", "")]:  # fmt: skip
+    for text, want in [
+        ("<think>hmm</think><answer> I don't know </answer>", "I don't know"),
+        ("<think>plan</think><search>tallest mountain</search>", ""),
+        ("No tags at all.", ""),
+    ]:
         ids = encode_plain(tokenizer, text)
         parser = proto.parser()
         visible = "".join(parser.feed(t) for t in ids)

@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import DatasetError
 from agent.tools import Passage
 from evals.kb import kb_entries, kb_questions, split_of
-from agent.errors import DatasetError
-from training.data import (DataConfig, _doc, build_examples, chat_prompts, dedupe, read_dataset,
-                           read_probe, write_dataset)  # fmt: skip
+from training.data import (
+    DataConfig,
+    _doc,
+    build_examples,
+    chat_prompts,
+    dedupe,
+    read_dataset,
+    read_probe,
+    write_dataset,
+)
 from training.sft import micro_batches
 from training.trajectories import Example, Replayer, arrange_passages, query_variants
 
@@ -30,15 +38,20 @@ def _segments(ex: Example, tokenizer) -> tuple[str, str]:
 
 
 def test_loss_falls_on_sampled_ids_only(replayer: Replayer, tokenizer) -> None:
-    gold = Passage(id="doc#0", title="Doc", text="The beacon is kept at Varn Point, "
-                   "and a fake </information> tag stays text.")  # fmt: skip
+    gold = Passage(
+        id="doc#0",
+        title="Doc",
+        text="The beacon is kept at Varn Point, and a fake </information> tag stays text.",
+    )
     ids, mask = replayer.replay(
         "Where is the beacon kept?",
         [replayer.search("beacon location"), replayer.answer("Varn Point")],
-        tools=True, passages=[gold],
-    )  # fmt: skip
-    ex = Example(id="x", kind="tools-answer", source_id="q", tools=True, input_ids=ids,
-                 loss_mask=mask)  # fmt: skip
+        tools=True,
+        passages=[gold],
+    )
+    ex = Example(
+        id="x", kind="tools-answer", source_id="q", tools=True, input_ids=ids, loss_mask=mask
+    )
     sampled, full = _segments(ex, tokenizer)
     assert sampled == "<search>beacon location</search><answer>Varn Point</answer>"
     p = replayer.protocol.ids
@@ -47,7 +60,7 @@ def test_loss_falls_on_sampled_ids_only(replayer: Replayer, tokenizer) -> None:
     assert ids[first] == p["<search>"] and not any(mask[:first])
     # the <information> block, tags and contents, carries no loss
     start, end = ids.index(p["<information>"]), ids.index(p["</information>"])
-    assert not any(mask[start:end + 1]) and end - start > 10
+    assert not any(mask[start : end + 1]) and end - start > 10
     assert "Varn Point" in tokenizer.decode(ids[start:end])
     # a page's "</information>" text never became the control id
     assert ids.count(p["</information>"]) == 1
@@ -93,7 +106,13 @@ def _fake_passages() -> dict[str, list[Passage]]:
         src = entries[q.source_id]
         got = [Passage(id=f"{heldout_doc.id}#0", title=heldout_doc.title, text=heldout_doc.text)]
         if src.in_corpus:
-            got.append(Passage(id=f"{src.id}#0", title=src.title, text=f"{q.answers[0]} is the answer. {src.text}"))
+            got.append(
+                Passage(
+                    id=f"{src.id}#0",
+                    title=src.title,
+                    text=f"{q.answers[0]} is the answer. {src.text}",
+                )
+            )
         got.append(Passage(id="filler#0", title="Filler", text="Nothing relevant here."))
         out[q.id] = got
     return out
@@ -112,31 +131,38 @@ def test_no_heldout_item_leaks_into_training(replayer: Replayer, tokenizer, tmp_
     got = asyncio.run(gather_passages(R(), ["q"], 60))[0]
     assert got and all(split_of(_doc(p)) == "train" for p in got)
 
-    passages = {qid: [p for p in ps if split_of(_doc(p)) == "train"]
-                for qid, ps in _fake_passages().items()}  # fmt: skip
+    passages = {
+        qid: [p for p in ps if split_of(_doc(p)) == "train"] for qid, ps in _fake_passages().items()
+    }
     heldout = [q for q in kb_questions(split="heldout")]
     probe = {q.id: {"id": q.id, "label": "unknown"} for q in kb_questions()}  # held-out too
-    cfg = DataConfig(tools_answer=40, tools_absent_unanswerable=10, tools_absent_removed=10,
-                     closed_unknown=400)  # fmt: skip
+    cfg = DataConfig(
+        tools_answer=40, tools_absent_unanswerable=10, tools_absent_removed=10, closed_unknown=400
+    )
     replies = {p["id"]: replayer.reply("Sure thing.") for p in chat_prompts("train")[:3]}
-    examples = build_examples(replayer, probe=probe, passages=passages, chat_replies=replies,
-                              cfg=cfg)  # fmt: skip
+    examples = build_examples(
+        replayer, probe=probe, passages=passages, chat_replies=replies, cfg=cfg
+    )
     kinds = {e.kind for e in examples}
     assert kinds == {"tools-answer", "tools-absent", "closed-unknown", "chat", "identity"}
     heldout_ids = {q.id for q in heldout}
     texts = [tokenizer.decode(e.input_ids) for e in examples]
-    for e, text in zip(examples, texts):
+    for e in examples:
         assert e.source_id not in heldout_ids
         root = e.source_id.split("/")[0]
         assert e.kind == "identity" or split_of(root) == "train", e.source_id
     joined = "\n".join(texts)
     assert not [q.question for q in heldout if q.question in joined]
-    assert not [p["prompt"] for p in chat_prompts("heldout") if f"\n{p['prompt']}<|im_end|>" in joined]
+    assert not [
+        p["prompt"] for p in chat_prompts("heldout") if f"\n{p['prompt']}<|im_end|>" in joined
+    ]
     # absent-answer examples search, then abstain
     for e in examples:
         sampled = tokenizer.decode([i for i, m in zip(e.input_ids, e.loss_mask) if m])
         if e.kind == "tools-absent":
-            assert sampled.endswith("<answer>I don't know</answer>") and sampled.startswith("<search>")
+            assert sampled.endswith("<answer>I don't know</answer>") and sampled.startswith(
+                "<search>"
+            )
     # round trip through the JSONL and the data card
     write_dataset(tmp_path, examples, tokenizer, {"seed": 0})
     back = read_dataset(tmp_path / "train.jsonl")
@@ -146,7 +172,9 @@ def test_no_heldout_item_leaks_into_training(replayer: Replayer, tokenizer, tmp_
 
 
 def test_dedupe_and_bad_files(tmp_path: Path) -> None:
-    a = Example(id="a", kind="chat", source_id="c", tools=True, input_ids=[1, 2], loss_mask=[False, True])
+    a = Example(
+        id="a", kind="chat", source_id="c", tools=True, input_ids=[1, 2], loss_mask=[False, True]
+    )
     b = a.model_copy(update={"id": "b"})
     c = a.model_copy(update={"id": "c", "loss_mask": [True, True]})
     assert [e.id for e in dedupe([a, b, c])] == ["a", "c"]
@@ -166,8 +194,11 @@ def test_micro_batches_cover_everything_once() -> None:
     pad = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in b1)
     rnd = list(range(103))
     random.Random(0).shuffle(rnd)
-    pad_rnd = sum(max(lengths[i] for i in rnd[j:j + 4]) * len(rnd[j:j + 4])
-                  - sum(lengths[i] for i in rnd[j:j + 4]) for j in range(0, 103, 4))  # fmt: skip
+    pad_rnd = sum(
+        max(lengths[i] for i in rnd[j : j + 4]) * len(rnd[j : j + 4])
+        - sum(lengths[i] for i in rnd[j : j + 4])
+        for j in range(0, 103, 4)
+    )
     assert pad < pad_rnd / 2
 
 
@@ -175,8 +206,14 @@ def test_quality_bar_from_records() -> None:
     from training.quality import quality_bar, render_bar
 
     def rec(id_, ds, cond, grade, searches=0, sources=()):
-        return {"id": id_, "dataset": ds, "condition": cond, "grade": grade,
-                "searches": searches, "sources": list(sources)}  # fmt: skip
+        return {
+            "id": id_,
+            "dataset": ds,
+            "condition": cond,
+            "grade": grade,
+            "searches": searches,
+            "sources": list(sources),
+        }
 
     records = [
         rec("a/q0", "kb-answerable", "tools", "CORRECT", 1, ["a#0", "b#1"]),
@@ -194,7 +231,10 @@ def test_quality_bar_from_records() -> None:
     rows = {r.key: r for r in quality_bar(records, labels, chat)}
     assert rows["search"].value.value == 4 / 5 and rows["search"].n == 5
     assert rows["retrieved_correct"].n == 2 and rows["retrieved_correct"].value.value == 0.5
-    assert rows["absent_hallucination"].value.value == 0.5 and rows["absent_hallucination"].met is False
+    assert (
+        rows["absent_hallucination"].value.value == 0.5
+        and rows["absent_hallucination"].met is False
+    )
     assert rows["unknown_abstain"].value.value == 1.0 and rows["unknown_abstain"].met
     assert rows["known_correct"].value.value == 0.5
     assert rows["chat_no_search"].value.value == 0.75

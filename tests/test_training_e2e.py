@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocols import Message
 from agent.engine import SamplingParams
+from agent.protocols import Message
 from agent.protocols.splice import SPECIAL_TOKENS
 from serving.merge import merge_adapter
 from serving.prepare import base_model_dir
@@ -19,16 +19,19 @@ from training.trajectories import Example, Replayer
 
 pytestmark = pytest.mark.vllm
 
-QUESTIONS = ["Where is the Varn Point beacon?", "Who keeps the Varn Point beacon?",
-             "When was the Varn Point beacon lit?", "What powers the Varn Point beacon?"]  # fmt: skip
+QUESTIONS = [
+    "Where is the Varn Point beacon?",
+    "Who keeps the Varn Point beacon?",
+    "When was the Varn Point beacon lit?",
+    "What powers the Varn Point beacon?",
+]
 
 
 class Interrupt(Exception):
     pass
 
 
-def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer, tmp_path: Path) -> None:
     base = base_model_dir(splice_home)
     replayer = Replayer(tokenizer)
     examples = []
@@ -37,11 +40,18 @@ def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer,
         prompt = replayer.agent.prompt_ids([Message(role="user", content=q)], use_tools=False)
         target = replayer.search("Varn Point")
         ids, mask = prompt + target, [False] * len(prompt) + [True] * len(target)
-        examples.append(Example(id=f"e{n}", kind="tools-answer", source_id=f"q{n}", tools=False,
-                                input_ids=ids, loss_mask=mask))  # fmt: skip
+        examples.append(
+            Example(
+                id=f"e{n}",
+                kind="tools-answer",
+                source_id=f"q{n}",
+                tools=False,
+                input_ids=ids,
+                loss_mask=mask,
+            )
+        )
     replayer.close()
-    cfg = SFTConfig(max_steps=8, micro_batch=4, grad_accum=1, lr=5e-3, warmup_steps=0,
-                    save_every=4)  # fmt: skip
+    cfg = SFTConfig(max_steps=8, micro_batch=4, grad_accum=1, lr=5e-3, warmup_steps=0, save_every=4)
 
     def stop_at_6(step: int, total: int, loss: float, tokens: int) -> None:
         if step == 6:
@@ -74,8 +84,9 @@ async def _serve_and_check(merged: Path, ids: dict[str, int], example: Example) 
             assert tok.encode(t, add_special_tokens=False) == [ids[t]]
         # the tuned model opens a search by itself and generation stops on </search>
         prompt = example.input_ids[: example.loss_mask.index(True)]
-        done = await engine.complete(prompt, SamplingParams(
-            max_tokens=16, stop_token_ids=(ids["</search>"],)))  # fmt: skip
+        done = await engine.complete(
+            prompt, SamplingParams(max_tokens=16, stop_token_ids=(ids["</search>"],))
+        )
         assert done.token_ids[0] == ids["<search>"]
         assert done.finish_reason == "stop" and done.token_ids[-1] == ids["</search>"]
         assert "Varn Point" in tok.decode(done.token_ids[1:-1])

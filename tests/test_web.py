@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.tools import ToolError
 from retrieval.web import (
     BlockedURLError,
@@ -31,7 +32,6 @@ from retrieval.web import (
 )
 from retrieval.web.guard import is_public_address
 from splice.bench.webpages import ARTICLE_FACT, LocalWeb
-from agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,10 +43,18 @@ def web():
 
 
 def settings(web: LocalWeb, tmp_path: Path | None = None, **kw) -> WebSettings:
-    base = dict(allow_hosts=["127.0.0.1"], searxng_url=web.url(""), brave_url=web.url("/brave"),
-                total_timeout_s=3.0, read_timeout_s=2.0, max_bytes=1_000_000, max_retry_wait_s=2,
-                cache_dir=(tmp_path / "cache") if tmp_path else None, no_cache=tmp_path is None,
-                cassette_dir=(tmp_path / "cassette") if tmp_path else None)  # fmt: skip
+    base = dict(
+        allow_hosts=["127.0.0.1"],
+        searxng_url=web.url(""),
+        brave_url=web.url("/brave"),
+        total_timeout_s=3.0,
+        read_timeout_s=2.0,
+        max_bytes=1_000_000,
+        max_retry_wait_s=2,
+        cache_dir=(tmp_path / "cache") if tmp_path else None,
+        no_cache=tmp_path is None,
+        cassette_dir=(tmp_path / "cassette") if tmp_path else None,
+    )
     return WebSettings(**{**base, **kw})
 
 
@@ -62,13 +70,16 @@ async def test_article_is_fetched_and_extracted(web: LocalWeb) -> None:
     await fetcher.aclose()
 
 
-@pytest.mark.parametrize("path, match", [
-    ("/big", "byte limit"),
-    ("/binary", "unsupported content type image/png"),
-    ("/loop", "more than 5 redirects"),
-    ("/private/page", "disallowed by robots.txt"),
-    ("/nowhere", "HTTP 404"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path, match",
+    [
+        ("/big", "byte limit"),
+        ("/binary", "unsupported content type image/png"),
+        ("/loop", "more than 5 redirects"),
+        ("/private/page", "disallowed by robots.txt"),
+        ("/nowhere", "HTTP 404"),
+    ],
+)
 async def test_hostile_pages_fail_in_one_line(web: LocalWeb, path: str, match: str) -> None:
     fetcher = Fetcher(settings(web))
     t0 = time.perf_counter()
@@ -120,9 +131,21 @@ async def test_ssrf_guard(web: LocalWeb) -> None:
         await check_url("file:///etc/passwd")
     with pytest.raises(BlockedURLError, match="non-public"):
         await check_url("http://localhost:1/")
-    for addr in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "224.0.0.1",
-                 "0.0.0.0", "240.0.0.1", "::1", "fe80::1", "fc00::1", "ff02::1",
-                 "::ffff:127.0.0.1", "::"):  # fmt: skip
+    for addr in (
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "224.0.0.1",
+        "0.0.0.0",
+        "240.0.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::",
+    ):
         assert not is_public_address(addr), addr
     assert is_public_address("93.184.216.34") and is_public_address("2606:4700::1111")
     await fetcher.aclose()
@@ -168,16 +191,18 @@ async def test_web_search_degrades_and_keeps_page_text_inert(web: LocalWeb, toke
     assert any("HTTP 500" in f for f in retriever.failures)
 
     script = iter(["<search>lighthouse</search>", "<answer>1887</answer>"])
-    engine = ScriptedEngine(lambda p, s: tokenizer.encode(next(script), add_special_tokens=False),
-                            tokenizer)  # fmt: skip
+    engine = ScriptedEngine(
+        lambda p, s: tokenizer.encode(next(script), add_special_tokens=False), tokenizer
+    )
     agent = Agent(engine, [retriever])
     answer = await agent.aask("When was the Quorvane lighthouse first lit?")
     ids = agent.protocol.ids
     # Exactly the orchestrator's own block tags; the page's tag strings stayed text.
     assert answer.token_ids.count(ids["</information>"]) == 1
     assert answer.token_ids.count(ids["<answer>"]) == 1
-    block = answer.token_ids[answer.token_ids.index(ids["<information>"]):
-                             answer.token_ids.index(ids["</information>"])]  # fmt: skip
+    block = answer.token_ids[
+        answer.token_ids.index(ids["<information>"]) : answer.token_ids.index(ids["</information>"])
+    ]
     assert "pwned" in tokenizer.decode(block) and answer.text == "1887"
 
     web.set_results("broken", [])
@@ -191,8 +216,9 @@ async def test_web_search_degrades_and_keeps_page_text_inert(web: LocalWeb, toke
 
 async def test_cache_hit_ttl_and_errors_not_cached(web: LocalWeb, tmp_path: Path) -> None:
     web.set_results("q", ["/article", "/error"])
-    retriever = WebRetriever(settings(web, tmp_path, no_cache=False, cache_ttl_s=2.0,
-                                      max_retries=0))  # fmt: skip
+    retriever = WebRetriever(
+        settings(web, tmp_path, no_cache=False, cache_ttl_s=2.0, max_retries=0)
+    )
     first = await retriever.search("q")
     hits = dict(web.hits)
     second = await retriever.search("  Q ")  # normalized query: same key
@@ -201,7 +227,9 @@ async def test_cache_hit_ttl_and_errors_not_cached(web: LocalWeb, tmp_path: Path
     assert web.hits["/error"] == hits["/error"] + 1  # the failed page was not cached
     time.sleep(2.1)  # past the TTL
     await retriever.search("q")
-    assert web.hits["/search"] == hits["/search"] + 1 and web.hits["/article"] == hits["/article"] + 1
+    assert (
+        web.hits["/search"] == hits["/search"] + 1 and web.hits["/article"] == hits["/article"] + 1
+    )
     await retriever.aclose()
     bypass = WebRetriever(settings(web, tmp_path, no_cache=True))
     before = web.hits["/search"]
@@ -223,8 +251,11 @@ async def test_record_then_replay_offline(tmp_path: Path) -> None:
         await recorder.aclose()
         url = web.url("")
     # The server is gone: replay answers from the cassette alone.
-    replay = WebRetriever(WebSettings(searxng_url=url, mode="replay", no_cache=True,
-                                      cassette_dir=tmp_path / "cassette"))  # fmt: skip
+    replay = WebRetriever(
+        WebSettings(
+            searxng_url=url, mode="replay", no_cache=True, cassette_dir=tmp_path / "cassette"
+        )
+    )
     assert [p.text for p in await replay.search("rec")] == [p.text for p in recorded]
     with pytest.raises(ReplayMissError, match="was not recorded"):
         await replay.search("never recorded")
@@ -233,14 +264,35 @@ async def test_record_then_replay_offline(tmp_path: Path) -> None:
 
 @pytest.mark.vllm
 def test_splice_ask_searches_a_local_searxng(web: LocalWeb, splice_home: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SPLICE_HOME": str(splice_home),
-           "SPLICE_WEB_SEARXNG_URL": web.url(""), "SPLICE_WEB_ALLOW_HOSTS": '["127.0.0.1"]',
-           "SPLICE_WEB_NO_CACHE": "true"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "SPLICE_HOME": str(splice_home),
+        "SPLICE_WEB_SEARXNG_URL": web.url(""),
+        "SPLICE_WEB_ALLOW_HOSTS": '["127.0.0.1"]',
+        "SPLICE_WEB_NO_CACHE": "true",
+    }
     res = subprocess.run(
-        [sys.executable, "-m", "splice.cli", "ask", "--web", "--search-first", "--json",
-         "--max-tokens", "24", "--max-model-len", "2048", "When was the Quorvane lighthouse lit?"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "splice.cli",
+            "ask",
+            "--web",
+            "--search-first",
+            "--json",
+            "--max-tokens",
+            "24",
+            "--max-model-len",
+            "2048",
+            "When was the Quorvane lighthouse lit?",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.lstrip().startswith("{"), res.stdout[:500]
     data = json.loads(res.stdout)

@@ -26,21 +26,40 @@ from pydantic import BaseModel
 
 from agent.tools import Passage
 from evals.grading import normalize
-from retrieval.chunking import doc_id_of
 from evals.kb import KBQuestion, builtin_file, chat_prompts, kb_questions, read_rows, split_of
+from retrieval.chunking import doc_id_of
 
 from .trajectories import KINDS, Example, Replayer, arrange_passages, query_variants
 
-__all__ = ["DataConfig", "build_examples", "gather_passages", "chat_prompts",
-           "generate_chat_replies", "cached_chat_replies", "run_gather", "write_dataset", "read_dataset", "read_probe",
-           "IDENTITY_PROMPTS"]  # fmt: skip
+__all__ = [
+    "DataConfig",
+    "build_examples",
+    "gather_passages",
+    "chat_prompts",
+    "generate_chat_replies",
+    "cached_chat_replies",
+    "run_gather",
+    "write_dataset",
+    "read_dataset",
+    "read_probe",
+    "IDENTITY_PROMPTS",
+]
 
 
 IDENTITY_PROMPTS = (
-    "Who are you?", "What is your name?", "what are you", "Tell me about yourself.",
-    "Are you a human?", "What can you do?", "Introduce yourself.", "who am i talking to?",
-    "What should I call you?", "Are you ChatGPT?", "What kind of assistant are you?",
-    "hey, what's your name?", "What do you do when you don't know something?",
+    "Who are you?",
+    "What is your name?",
+    "what are you",
+    "Tell me about yourself.",
+    "Are you a human?",
+    "What can you do?",
+    "Introduce yourself.",
+    "who am i talking to?",
+    "What should I call you?",
+    "Are you ChatGPT?",
+    "What kind of assistant are you?",
+    "hey, what's your name?",
+    "What do you do when you don't know something?",
     "Do you ever make things up?",
 )
 IDENTITY_REPLIES = (
@@ -71,8 +90,11 @@ class DataConfig(BaseModel):
         """Split the "answer not in the passages" examples 60/40 between entities
         nobody wrote about and questions whose source was removed from the corpus."""
         unanswerable = tools_absent * 3 // 5
-        return cls(tools_absent_unanswerable=unanswerable,
-                   tools_absent_removed=tools_absent - unanswerable, **kwargs)
+        return cls(
+            tools_absent_unanswerable=unanswerable,
+            tools_absent_removed=tools_absent - unanswerable,
+            **kwargs,
+        )
 
 
 def read_probe(path: Path) -> dict[str, dict[str, Any]]:
@@ -94,8 +116,7 @@ def _holds(text: str, answers: Sequence[str]) -> bool:
     return any(normalize(a) and normalize(a) in t for a in answers)
 
 
-async def gather_passages(retriever: Any, questions: Sequence[str], k: int
-                          ) -> list[list[Passage]]:  # fmt: skip
+async def gather_passages(retriever: Any, questions: Sequence[str], k: int) -> list[list[Passage]]:
     """Top-k passages per question, held-out documents removed."""
     results = await retriever.search_many(list(questions), k=k)
     return [[p for p in ps if split_of(_doc(p)) == "train"] for ps in results]
@@ -115,8 +136,9 @@ def cached_chat_replies(
     return replies, False
 
 
-async def generate_chat_replies(engine: Any, prompts: Sequence[dict[str, str]], *,
-                                max_tokens: int = 192) -> dict[str, list[int]]:  # fmt: skip
+async def generate_chat_replies(
+    engine: Any, prompts: Sequence[dict[str, str]], *, max_tokens: int = 192
+) -> dict[str, list[int]]:
     """The base model's own replies (greedy, closed-book), so training keeps its voice.
     Replies that ran out of tokens or contain a protocol tag are dropped."""
     from agent.loop import Budgets
@@ -138,8 +160,13 @@ def _train_only(qs: Sequence[KBQuestion]) -> list[KBQuestion]:
     """Training-split questions, minus any whose wording a held-out question shares (two
     articles on one subject can ask the same thing)."""
     heldout = {normalize(q.question) for q in kb_questions(split="heldout")}
-    return [q for q in qs if q.split == "train" and split_of(q.source_id) == "train"
-            and normalize(q.question) not in heldout]  # fmt: skip
+    return [
+        q
+        for q in qs
+        if q.split == "train"
+        and split_of(q.source_id) == "train"
+        and normalize(q.question) not in heldout
+    ]
 
 
 def build_examples(
@@ -158,13 +185,28 @@ def build_examples(
     skipped: Counter[str] = Counter()
     per_kind: Counter[str] = Counter()
 
-    def add(kind: str, source_id: str, question: str, segments: list[list[int]], *,
-            tools: bool, psg: Sequence[Passage] = ()) -> None:  # fmt: skip
+    def add(
+        kind: str,
+        source_id: str,
+        question: str,
+        segments: list[list[int]],
+        *,
+        tools: bool,
+        psg: Sequence[Passage] = (),
+    ) -> None:
         ids, mask = replayer.replay(question, segments, tools=tools, passages=psg)
         n = per_kind[kind]
         per_kind[kind] += 1
-        examples.append(Example(id=f"{kind}/{source_id}/{n}", kind=kind, source_id=source_id,  # type: ignore[arg-type]
-                                tools=tools, input_ids=ids, loss_mask=mask))  # fmt: skip
+        examples.append(
+            Example(
+                id=f"{kind}/{source_id}/{n}",
+                kind=kind,
+                source_id=source_id,  # type: ignore[arg-type]
+                tools=tools,
+                input_ids=ids,
+                loss_mask=mask,
+            )
+        )
 
     answerable = _train_only(kb_questions(split="train", answerable=True))
     unanswerable = _train_only(kb_questions(split="train", answerable=False))
@@ -177,24 +219,41 @@ def build_examples(
         if used >= cfg.tools_answer:
             break
         got = passages.get(q.id, [])
-        gold = next((p for p in got if _doc(p) == q.source_id
-                     and _holds(replayer.visible_block(p), q.answers)), None)  # fmt: skip
+        gold = next(
+            (
+                p
+                for p in got
+                if _doc(p) == q.source_id and _holds(replayer.visible_block(p), q.answers)
+            ),
+            None,
+        )
         if gold is None:
             skipped["tools-answer: gold passage not retrieved or cut"] += 1
             continue
         others = [p for p in got if _doc(p) != q.source_id]
         psg = arrange_passages(gold, others, rng)
         query = rng.choice(query_variants(q.question))
-        add("tools-answer", q.id, q.question,
-            [replayer.search(query), replayer.answer(q.answers[0])], tools=True, psg=psg)
+        add(
+            "tools-answer",
+            q.id,
+            q.question,
+            [replayer.search(query), replayer.answer(q.answers[0])],
+            tools=True,
+            psg=psg,
+        )
         used += 1
 
     # tools on, answer absent: entities nobody wrote about, or the source removed
     for q in rng.sample(unanswerable, min(cfg.tools_absent_unanswerable, len(unanswerable))):
         psg = arrange_passages(None, passages.get(q.id, []), rng)
-        add("tools-absent", q.id, q.question,
+        add(
+            "tools-absent",
+            q.id,
+            q.question,
             [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True, psg=psg)  # fmt: skip
+            tools=True,
+            psg=psg,
+        )
     removed = 0
     for q in pool[::-1]:
         if removed >= cfg.tools_absent_removed:
@@ -203,9 +262,14 @@ def build_examples(
         if not rest or any(_holds(p.text, q.answers) for p in rest):
             skipped["tools-absent: another passage holds the answer"] += 1
             continue
-        add("tools-absent", q.id, q.question,
+        add(
+            "tools-absent",
+            q.id,
+            q.question,
             [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True, psg=arrange_passages(None, rest, rng))  # fmt: skip
+            tools=True,
+            psg=arrange_passages(None, rest, rng),
+        )
         removed += 1
 
     # closed-book: known → answer, unknown → "I don't know" (labels from the probe)
@@ -260,8 +324,9 @@ def dedupe(examples: Sequence[Example]) -> list[Example]:
     return out
 
 
-def write_dataset(out_dir: Path, examples: Sequence[Example], tokenizer: Any,
-                  meta: dict[str, Any]) -> Path:  # fmt: skip
+def write_dataset(
+    out_dir: Path, examples: Sequence[Example], tokenizer: Any, meta: dict[str, Any]
+) -> Path:
     """``train.jsonl`` (written to a temp file, then renamed) and the data card."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "train.jsonl"
@@ -289,31 +354,44 @@ def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
         toks = sum(len(e.input_ids) for e in sel)
         tgt = sum(e.target_tokens for e in sel)
         tools = sum(e.tools for e in sel)
-        rows.append(f"| {kind} | {len(sel)} | {tools} | {toks / len(sel):.0f} | {tgt / len(sel):.1f} |")
+        rows.append(
+            f"| {kind} | {len(sel)} | {tools} | {toks / len(sel):.0f} | {tgt / len(sel):.1f} |"
+        )
     total = sum(len(e.input_ids) for e in examples)
     lines = [
-        "# Splice training data (self-interrogation)", "",
+        "# Splice training data (self-interrogation)",
+        "",
         "Built by `splice train data` from the knowledge base's training split, the "
         "knowledge probe's labels, and the trivia/chat prompts under `evals/data` "
-        "(training split only). Held-out items never enter.", "",
+        "(training split only). Held-out items never enter.",
+        "",
         "| kind | examples | tools on | mean ids | mean target ids |",
-        "|---|---|---|---|---|", *rows, "",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
         f"Total: {len(examples)} examples, {total:,} ids; loss on "
         f"{sum(e.target_tokens for e in examples):,} sampled ids only (prompt and "
-        "`<information>` contents masked).", "",
+        "`<information>` contents masked).",
+        "",
         "Kinds: `tools-answer` = search, the gold passage among 1–3 passages at a random "
         "position, answer; `tools-absent` = search, passages without the answer (fictional "
-        "entities absent from the corpus, or the source article removed), \"I don't know\"; "
-        "`closed-known` / `closed-unknown` = no tools, answer or \"I don't know\" by the "
+        'entities absent from the corpus, or the source article removed), "I don\'t know"; '
+        '`closed-known` / `closed-unknown` = no tools, answer or "I don\'t know" by the '
         "probe's label; `chat` = ordinary prompts with the base model's own replies, with "
         "and without tools; `identity` = who the assistant is, from its system prompt. "
-        "Search queries vary: the question, lowercased without '?', or keywords.", "",
-        "```json", json.dumps(meta, indent=2, default=str), "```", "",
+        "Search queries vary: the question, lowercased without '?', or keywords.",
+        "",
+        "```json",
+        json.dumps(meta, indent=2, default=str),
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
 
-def run_gather(index_path: Path, questions: Sequence[KBQuestion], k: int) -> dict[str, list[Passage]]:
+def run_gather(
+    index_path: Path, questions: Sequence[KBQuestion], k: int
+) -> dict[str, list[Passage]]:
     from retrieval import IndexRetriever
 
     retriever = IndexRetriever.open(index_path)

@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.engine import Engine, SamplingParams
 from agent.loop import Budgets
 from agent.sdk import Agent
 from evals.datasets import EvalItem
 from evals.grading import Grade, grade_answer
-from agent.engine import Engine, SamplingParams
 
 __all__ = ["ProbeRecord", "probe_questions", "write_probe", "label"]
 
@@ -58,9 +58,16 @@ async def probe_questions(
 
         raise ConfigError("the probe needs --k >= 1 and --temperature > 0 (it samples)")
     gate = asyncio.Semaphore(concurrency)
-    agents = [Agent(engine, [], use_tools=False, budgets=Budgets(max_segment_tokens=max_tokens),
-                    sampling=SamplingParams(temperature=temperature, seed=seed * 1000 + i))
-              for i in range(k)]  # fmt: skip
+    agents = [
+        Agent(
+            engine,
+            [],
+            use_tools=False,
+            budgets=Budgets(max_segment_tokens=max_tokens),
+            sampling=SamplingParams(temperature=temperature, seed=seed * 1000 + i),
+        )
+        for i in range(k)
+    ]
 
     async def one_sample(agent: Agent, item: EvalItem) -> str:
         async with gate:
@@ -68,11 +75,20 @@ async def probe_questions(
 
     async def one(item: EvalItem) -> ProbeRecord:
         samples = await asyncio.gather(*(one_sample(a, item) for a in agents))
-        grades = [grade_answer(s, item.answers, acceptable_range=item.acceptable_range).value
-                  for s in samples]  # fmt: skip
+        grades = [
+            grade_answer(s, item.answers, acceptable_range=item.acceptable_range).value
+            for s in samples
+        ]
         frac, lab = label(grades, known_at)
-        rec = ProbeRecord(id=item.id, question=item.question, answers=item.answers,
-                          samples=list(samples), grades=grades, correct_fraction=frac, label=lab)  # fmt: skip
+        rec = ProbeRecord(
+            id=item.id,
+            question=item.question,
+            answers=item.answers,
+            samples=list(samples),
+            grades=grades,
+            correct_fraction=frac,
+            label=lab,
+        )
         if on_record:
             on_record(rec)
         return rec

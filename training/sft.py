@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import nullcontext
 import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,7 @@ from agent.protocols.splice import SPECIAL_TOKENS
 
 from .trajectories import Example
 
-__all__ = ["SFTConfig", "TrainResult", "train", "ship_adapter", "micro_batches",
-           "TARGET_MODULES"]  # fmt: skip
+__all__ = ["SFTConfig", "TrainResult", "train", "ship_adapter", "micro_batches", "TARGET_MODULES"]
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_DIR = "adapter"
@@ -73,8 +72,8 @@ def micro_batches(lengths: Sequence[int], size: int, seed: int) -> list[list[int
     batches: list[list[int]] = []
     window = size * 16  # sort within windows: similar lengths, still shuffled overall
     for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
-        batches += [chunk[j:j + size] for j in range(0, len(chunk), size)]
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[j : j + size] for j in range(0, len(chunk), size)]
     rng.shuffle(batches)
     return batches
 
@@ -99,10 +98,13 @@ def _lora_model(base: Path, cfg: SFTConfig, device: str) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
     lcfg = peft.LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM",
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(TARGET_MODULES),
+        task_type="CAUSAL_LM",
         trainable_token_indices={"embed_tokens": _special_ids(tokenizer)},
-    )  # fmt: skip
+    )
     return peft.get_peft_model(model, lcfg), tokenizer
 
 
@@ -168,8 +170,10 @@ def train(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kept = [e for e in examples if len(e.input_ids) <= cfg.max_len and e.target_tokens]
     if len(kept) < len(examples):
-        log(f"dropped {len(examples) - len(kept)} example(s) longer than --max-len "
-            f"{cfg.max_len} or without targets")  # fmt: skip
+        log(
+            f"dropped {len(examples) - len(kept)} example(s) longer than --max-len "
+            f"{cfg.max_len} or without targets"
+        )
     if not kept:
         raise ConfigError("no training examples: build them with `splice train data`")
 
@@ -199,9 +203,13 @@ def train(
             raise ConfigError(f"nothing to resume: no checkpoint in {ckpt}")
         state = torch.load(state_file, weights_only=False)
         if state["config"] != cfg.model_dump(mode="json") or state["examples"] != len(kept):
-            raise ConfigError("the checkpoint was made with other settings or data: "
-                              "rerun without --resume, or with the same options")  # fmt: skip
-        peft.set_peft_model_state_dict(model, load_file(ckpt / ADAPTER_DIR / "adapter_model.safetensors"))
+            raise ConfigError(
+                "the checkpoint was made with other settings or data: "
+                "rerun without --resume, or with the same options"
+            )
+        peft.set_peft_model_state_dict(
+            model, load_file(ckpt / ADAPTER_DIR / "adapter_model.safetensors")
+        )
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -212,7 +220,7 @@ def train(
     t0 = time.perf_counter()
     seen_ids = 0  # for the ids/s the progress bar shows
     for step in range(start, total):
-        group = schedule[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
+        group = schedule[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
         n_targets = sum(kept[i].target_tokens for b in group for i in b)
         step_loss = 0.0
         for b in group:
@@ -232,24 +240,44 @@ def train(
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             model.save_pretrained(tmp / ADAPTER_DIR)
-            torch.save({"step": step + 1, "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                        "losses": losses, "config": cfg.model_dump(mode="json"),
-                        "examples": len(kept)}, tmp / "state.pt")  # fmt: skip
+            torch.save(
+                {
+                    "step": step + 1,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "losses": losses,
+                    "config": cfg.model_dump(mode="json"),
+                    "examples": len(kept),
+                },
+                tmp / "state.pt",
+            )
             shutil.rmtree(ckpt, ignore_errors=True)
             tmp.rename(ckpt)
 
     adapter = out_dir / ADAPTER_DIR
     _save_adapter(model, adapter, half=True)
     result = TrainResult(
-        adapter=adapter, steps=total, examples=len(kept),
-        target_tokens=sum(e.target_tokens for e in kept), seconds=time.perf_counter() - t0,
-        final_loss=losses[-1] if losses else None, losses=losses, device=device,
+        adapter=adapter,
+        steps=total,
+        examples=len(kept),
+        target_tokens=sum(e.target_tokens for e in kept),
+        seconds=time.perf_counter() - t0,
+        final_loss=losses[-1] if losses else None,
+        losses=losses,
+        device=device,
         resumed_from=start,
-    )  # fmt: skip
-    (out_dir / "train_log.json").write_text(json.dumps(
-        {**result.model_dump(mode="json"), "config": cfg.model_dump(mode="json"),
-         "base": str(base)}, indent=2))  # fmt: skip
+    )
+    (out_dir / "train_log.json").write_text(
+        json.dumps(
+            {
+                **result.model_dump(mode="json"),
+                "config": cfg.model_dump(mode="json"),
+                "base": str(base),
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(ckpt, ignore_errors=True)
     return result
 
@@ -264,4 +292,3 @@ def ship_adapter(adapter: Path, train_log: Path, dest: Path) -> Path:
     (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (dest / "train_log.json").write_text(train_log.read_text())
     return dest
-

@@ -27,10 +27,15 @@ from serving.scripted import ScriptedEngine
 
 __all__ = ["Example", "Kind", "KINDS", "Replayer", "query_variants", "arrange_passages"]
 
-Kind = Literal["closed-known", "closed-unknown", "tools-answer", "tools-absent", "chat",
-               "identity"]  # fmt: skip
-KINDS: tuple[str, ...] = ("closed-known", "closed-unknown", "tools-answer", "tools-absent",
-                          "chat", "identity")  # fmt: skip
+Kind = Literal["closed-known", "closed-unknown", "tools-answer", "tools-absent", "chat", "identity"]
+KINDS: tuple[str, ...] = (
+    "closed-known",
+    "closed-unknown",
+    "tools-answer",
+    "tools-absent",
+    "chat",
+    "identity",
+)
 
 
 class Example(BaseModel):
@@ -61,17 +66,20 @@ class _FixedRetriever(Retriever):
 class Replayer:
     """Turns (question, target segments, passages) into ids and a loss mask."""
 
-    def __init__(self, tokenizer: Any, *, budgets: Budgets | None = None,
-                 max_model_len: int = 4096) -> None:  # fmt: skip
+    def __init__(
+        self, tokenizer: Any, *, budgets: Budgets | None = None, max_model_len: int = 4096
+    ) -> None:
         self.tokenizer = tokenizer
         self.protocol = SpliceProtocol(tokenizer)
         self._queue: list[list[int]] = []
         self._retriever = _FixedRetriever()
-        self.engine = ScriptedEngine(lambda _ids, _p: self._queue.pop(0), tokenizer,
-                                     max_model_len=max_model_len)  # fmt: skip
+        self.engine = ScriptedEngine(
+            lambda _ids, _p: self._queue.pop(0), tokenizer, max_model_len=max_model_len
+        )
         self.budgets = budgets or Budgets()
-        self.agent = Agent(self.engine, [self._retriever], protocol=self.protocol,
-                           budgets=self.budgets)  # fmt: skip
+        self.agent = Agent(
+            self.engine, [self._retriever], protocol=self.protocol, budgets=self.budgets
+        )
         self._loop = asyncio.new_event_loop()
 
     # -- target segments -------------------------------------------------------
@@ -91,8 +99,14 @@ class Replayer:
         return [*encode_plain(self.tokenizer, text), self.protocol.end_ids[0]]
 
     # -- replay ----------------------------------------------------------------
-    def replay(self, question: str, segments: Sequence[Sequence[int]], *, tools: bool,
-               passages: Sequence[Passage] = ()) -> tuple[list[int], list[bool]]:  # fmt: skip
+    def replay(
+        self,
+        question: str,
+        segments: Sequence[Sequence[int]],
+        *,
+        tools: bool,
+        passages: Sequence[Passage] = (),
+    ) -> tuple[list[int], list[bool]]:
         self._queue = [list(s) for s in segments]
         self._retriever.passages = list(passages)
         self.engine.requests.clear()
@@ -120,8 +134,10 @@ class Replayer:
         self._loop.close()
 
 
-_STOP = set("""a an the of in on at to for by from with and or is are was were be been
-what which who whom whose when where why how did does do name named called""".split())
+_STOP = set(
+    """a an the of in on at to for by from with and or is are was were be been
+what which who whom whose when where why how did does do name named called""".split()
+)
 
 
 def query_variants(question: str) -> list[str]:
@@ -135,8 +151,13 @@ def query_variants(question: str) -> list[str]:
     return [v for i, v in enumerate(out) if v and v not in out[:i]]
 
 
-def arrange_passages(gold: Passage | None, distractors: Sequence[Passage], rng: random.Random,
-                     *, max_passages: int = 3) -> list[Passage]:  # fmt: skip
+def arrange_passages(
+    gold: Passage | None,
+    distractors: Sequence[Passage],
+    rng: random.Random,
+    *,
+    max_passages: int = 3,
+) -> list[Passage]:
     """1..max passages; the gold one (if any) at a random position among them."""
     n = rng.choices(range(1, max_passages + 1), weights=[1, 2, 4][:max_passages])[0]
     if gold is None:

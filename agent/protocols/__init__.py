@@ -10,8 +10,20 @@ from .hermes import HermesProtocol
 from .search_r1 import SearchR1Protocol
 from .splice import SpliceProtocol
 
-__all__ = ["ABSTENTION", "Action", "Message", "Protocol", "StreamParser", "ToolCall",
-           "is_abstention", "SpliceProtocol", "HermesProtocol", "SearchR1Protocol", "PROTOCOLS", "get_protocol"]  # fmt: skip
+__all__ = [
+    "ABSTENTION",
+    "Action",
+    "Message",
+    "Protocol",
+    "StreamParser",
+    "ToolCall",
+    "is_abstention",
+    "SpliceProtocol",
+    "HermesProtocol",
+    "SearchR1Protocol",
+    "PROTOCOLS",
+    "get_protocol",
+]
 
 PROTOCOLS: dict[str, type[Protocol]] = {
     "splice": SpliceProtocol,

@@ -15,8 +15,19 @@ from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Message", "ToolCall", "Action", "Protocol", "StreamParser", "TextRelease", "ABSTENTION", "is_abstention",
-           "encode_plain", "TextTagProtocol", "TextStreamParser"]  # fmt: skip
+__all__ = [
+    "Message",
+    "ToolCall",
+    "Action",
+    "Protocol",
+    "StreamParser",
+    "TextRelease",
+    "ABSTENTION",
+    "is_abstention",
+    "encode_plain",
+    "TextTagProtocol",
+    "TextStreamParser",
+]
 
 ABSTENTION = "I don't know"
 _ABSTAIN_RE = re.compile(
@@ -217,5 +228,4 @@ class TextStreamParser(abc.ABC):
         """The user-visible part of the decoded segment so far."""
 
     @abc.abstractmethod
-    def action(self) -> Action:
-        ...
+    def action(self) -> Action: ...

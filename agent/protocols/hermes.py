@@ -77,7 +77,8 @@ class HermesProtocol(TextTagProtocol):
         super().__init__(tokenizer)
         self.close_id = self.single(CLOSE)
         self.result_ids_banned = tuple(
-            i for i in (self.single(RESULT_OPEN), self.single(RESULT_CLOSE)) if i)
+            i for i in (self.single(RESULT_OPEN), self.single(RESULT_CLOSE)) if i
+        )
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -98,7 +99,7 @@ class HermesProtocol(TextTagProtocol):
             "To call one, reply with exactly\n" + OPEN + "\n"
             '{"name": "<tool name>", "arguments": {<arguments as JSON>}}\n' + CLOSE + "\n"
             "The result comes back between " + RESULT_OPEN + " and " + RESULT_CLOSE + ". "
-            "Answer from the results; if they do not hold the answer, say \"I don't know\"."
+            'Answer from the results; if they do not hold the answer, say "I don\'t know".'
         )
 
     def parser(self) -> HermesStreamParser:

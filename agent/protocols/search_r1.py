@@ -68,11 +68,11 @@ class SearchR1StreamParser(TextStreamParser):
         if s >= 0 and (a < 0 or s < a):
             query = text[s + len(SEARCH) :].split(SEARCH_END, 1)[0].strip()
             if query:
-                return Action(kind="call", call=ToolCall(name="search",
-                                                         arguments={"query": query}))  # fmt: skip
+                return Action(kind="call", call=ToolCall(name="search", arguments={"query": query}))
         if a >= 0:
-            return Action(kind="answer",
-                          answer=text[a + len(ANSWER) :].split(ANSWER_END, 1)[0].strip())  # fmt: skip
+            return Action(
+                kind="answer", answer=text[a + len(ANSWER) :].split(ANSWER_END, 1)[0].strip()
+            )
         rest = _THINK.sub("", text)
         for tag in (SEARCH, SEARCH_END, ANSWER_END):
             rest = rest.replace(tag, "")

@@ -93,8 +93,9 @@ class SpliceStreamParser:
     def action(self) -> Action:
         dec = self.p.decode
         if self.closed == "search" or (self.state == "search" and self.query):
-            return Action(kind="call", call=ToolCall(name="search",
-                                                     arguments={"query": dec(self.query)}))  # fmt: skip
+            return Action(
+                kind="call", call=ToolCall(name="search", arguments={"query": dec(self.query)})
+            )
         if self.closed == "answer" or self.state == "answer":
             return Action(kind="answer", answer=dec(self.answer))
         text = dec(self.text)
@@ -115,9 +116,10 @@ class SpliceProtocol(Protocol):
                 "(`splice prepare`) or --protocol hermes"
             )
         self.end_ids = tuple(
-            i for i in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+            i
+            for i in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
             if i is not None and i != unk
-        )  # fmt: skip
+        )
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -140,8 +142,12 @@ class SpliceProtocol(Protocol):
         body: list[int] = []
         for block in blocks:
             body += encode_plain(self.tokenizer, "\n" + block)[:max_tokens_per_block]
-        return [self.ids["<information>"], *body, *encode_plain(self.tokenizer, "\n"),
-                self.ids["</information>"]]  # fmt: skip
+        return [
+            self.ids["<information>"],
+            *body,
+            *encode_plain(self.tokenizer, "\n"),
+            self.ids["</information>"],
+        ]
 
     @property
     def answer_banned_ids(self) -> tuple[int, ...]:

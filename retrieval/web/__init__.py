@@ -7,7 +7,7 @@ merges it with a local index.
 from .backends import DDGS, Brave, SearchBackend, SearchError, SearchResult, SearxNG, Tavily
 from .cache import ReplayMissError, WebCache
 from .extract import ExtractedPage, Extractor
-from .fetch import FetchedPage, FetchError, Fetcher
+from .fetch import FetchedPage, Fetcher, FetchError
 from .guard import BlockedURLError, check_url
 from .search import HybridRetriever, WebRetriever
 from .settings import WebSettings

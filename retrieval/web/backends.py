@@ -16,8 +16,16 @@ from agent.errors import ConfigError, DependencyMissingError, RetrievalError
 
 from .settings import WebSettings
 
-__all__ = ["SearchResult", "SearchBackend", "SearxNG", "Brave", "Tavily", "DDGS", "SearchError",
-           "make_backend"]  # fmt: skip
+__all__ = [
+    "SearchResult",
+    "SearchBackend",
+    "SearxNG",
+    "Brave",
+    "Tavily",
+    "DDGS",
+    "SearchError",
+    "make_backend",
+]
 
 
 class SearchError(RetrievalError):
@@ -34,16 +42,16 @@ class SearchBackend(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def search(self, query: str, n: int) -> list[SearchResult]:
-        ...
+    async def search(self, query: str, n: int) -> list[SearchResult]: ...
 
     async def aclose(self) -> None:
         return None
 
 
 class _HTTPBackend(SearchBackend):
-    def __init__(self, url: str, settings: WebSettings,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, url: str, settings: WebSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = url
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.total_timeout_s, connect=settings.connect_timeout_s),
@@ -55,20 +63,24 @@ class _HTTPBackend(SearchBackend):
         try:
             resp = await self.client.request(method, self.url, **kwargs)
         except httpx.ConnectError:
-            raise SearchError(f"cannot reach the {self.name} backend at {self.url}: check the "
-                              "URL and that the service is running") from None  # fmt: skip
+            raise SearchError(
+                f"cannot reach the {self.name} backend at {self.url}: check the "
+                "URL and that the service is running"
+            ) from None
         except httpx.HTTPError as exc:
             raise SearchError(f"{self.name} search failed: {type(exc).__name__}") from None
         if resp.status_code in (401, 403):
-            raise SearchError(f"{self.name} refused the request (HTTP {resp.status_code}): "
-                              "check the API key")  # fmt: skip
+            raise SearchError(
+                f"{self.name} refused the request (HTTP {resp.status_code}): check the API key"
+            )
         if resp.status_code >= 400:
             raise SearchError(f"{self.name} search failed: HTTP {resp.status_code}")
         try:
             return resp.json()
         except ValueError:
-            raise SearchError(f"{self.name} returned something other than JSON: is "
-                              f"{self.url} the JSON API?") from None  # fmt: skip
+            raise SearchError(
+                f"{self.name} returned something other than JSON: is {self.url} the JSON API?"
+            ) from None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -84,8 +96,11 @@ class SearxNG(_HTTPBackend):
 
     async def search(self, query: str, n: int) -> list[SearchResult]:
         data = await self._json("GET", params={"q": query, "format": "json"})
-        return [SearchResult(title=r.get("title", ""), url=r["url"], snippet=r.get("content", ""))
-                for r in data.get("results", [])[:n] if r.get("url")]  # fmt: skip
+        return [
+            SearchResult(title=r.get("title", ""), url=r["url"], snippet=r.get("content", ""))
+            for r in data.get("results", [])[:n]
+            if r.get("url")
+        ]
 
 
 class Brave(_HTTPBackend):
@@ -98,11 +113,15 @@ class Brave(_HTTPBackend):
         self.key = settings.brave_api_key
 
     async def search(self, query: str, n: int) -> list[SearchResult]:
-        data = await self._json("GET", params={"q": query, "count": n},
-                                headers={"X-Subscription-Token": self.key})  # fmt: skip
+        data = await self._json(
+            "GET", params={"q": query, "count": n}, headers={"X-Subscription-Token": self.key}
+        )
         rows = (data.get("web") or {}).get("results", [])
-        return [SearchResult(title=r.get("title", ""), url=r["url"],
-                             snippet=r.get("description", "")) for r in rows[:n] if r.get("url")]  # fmt: skip
+        return [
+            SearchResult(title=r.get("title", ""), url=r["url"], snippet=r.get("description", ""))
+            for r in rows[:n]
+            if r.get("url")
+        ]
 
 
 class Tavily(_HTTPBackend):
@@ -115,10 +134,16 @@ class Tavily(_HTTPBackend):
         self.key = settings.tavily_api_key
 
     async def search(self, query: str, n: int) -> list[SearchResult]:
-        data = await self._json("POST", json={"query": query, "max_results": n},
-                                headers={"Authorization": f"Bearer {self.key}"})  # fmt: skip
-        return [SearchResult(title=r.get("title", ""), url=r["url"], snippet=r.get("content", ""))
-                for r in data.get("results", [])[:n] if r.get("url")]  # fmt: skip
+        data = await self._json(
+            "POST",
+            json={"query": query, "max_results": n},
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+        return [
+            SearchResult(title=r.get("title", ""), url=r["url"], snippet=r.get("content", ""))
+            for r in data.get("results", [])[:n]
+            if r.get("url")
+        ]
 
 
 class DDGS(SearchBackend):
@@ -137,10 +162,14 @@ class DDGS(SearchBackend):
         try:
             rows = await asyncio.to_thread(self.client.text, query, max_results=n)
         except Exception as exc:  # ddgs raises its own family; translate at the boundary
-            raise SearchError(f"ddgs search failed: {type(exc).__name__}: {str(exc)[:100]}") \
-                from None  # fmt: skip
-        return [SearchResult(title=r.get("title", ""), url=r.get("href", ""),
-                             snippet=r.get("body", "")) for r in rows if r.get("href")]  # fmt: skip
+            raise SearchError(
+                f"ddgs search failed: {type(exc).__name__}: {str(exc)[:100]}"
+            ) from None
+        return [
+            SearchResult(title=r.get("title", ""), url=r.get("href", ""), snippet=r.get("body", ""))
+            for r in rows
+            if r.get("href")
+        ]
 
 
 def make_backend(settings: WebSettings, **kw: Any) -> SearchBackend:

@@ -40,8 +40,15 @@ class WebCache:
     """``get``/``put`` with a TTL; in record mode every put also goes to the cassette,
     in replay mode only the cassette is read and a miss is an error."""
 
-    def __init__(self, directory: Path | None, *, ttl_s: float, enabled: bool = True,
-                 mode: str = "live", cassette: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        ttl_s: float,
+        enabled: bool = True,
+        mode: str = "live",
+        cassette: Path | None = None,
+    ) -> None:
         import diskcache
 
         self.ttl_s = ttl_s
@@ -58,8 +65,9 @@ class WebCache:
             assert self._cassette is not None
             value = self._cassette.get(key)
             if value is None:
-                raise ReplayMissError(f"replay: {key[:120]} was not recorded; record it with "
-                                      "mode=record first")  # fmt: skip
+                raise ReplayMissError(
+                    f"replay: {key[:120]} was not recorded; record it with mode=record first"
+                )
             self.hits += 1
             return value
         if self._cache is None:

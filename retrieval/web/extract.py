@@ -30,8 +30,14 @@ class ExtractedPage(BaseModel):
 def _html_to_text(html: str, url: str) -> tuple[str, str, str]:
     import trafilatura
 
-    out = trafilatura.extract(html, url=url, output_format="json", with_metadata=True,
-                              include_comments=False, include_tables=True)  # fmt: skip
+    out = trafilatura.extract(
+        html,
+        url=url,
+        output_format="json",
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+    )
     if not out:
         return "", "", ""
     data = json.loads(out)
@@ -69,12 +75,12 @@ class Extractor:
     async def _run(self, url: str, fn, *args):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor(), fn, *args),
-                                          self.timeout_s)  # fmt: skip
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor(), fn, *args), self.timeout_s
+            )
         except TimeoutError:
             self._kill_pool()  # the worker may be spinning: stop it, start afresh next time
-            raise FetchError(url, f"text extraction took longer than {self.timeout_s:g}s") \
-                from None  # fmt: skip
+            raise FetchError(url, f"text extraction took longer than {self.timeout_s:g}s") from None
         except BrokenProcessPool:
             self._kill_pool()
             raise FetchError(url, "the text extractor crashed on this page") from None
@@ -82,7 +88,9 @@ class Extractor:
     async def extract(self, page: FetchedPage) -> ExtractedPage:
         url = page.final_url
         ctype = page.content_type
-        if ctype in ("text/html", "application/xhtml+xml") or (not ctype and "<html" in page.text[:2000].lower()):
+        if ctype in ("text/html", "application/xhtml+xml") or (
+            not ctype and "<html" in page.text[:2000].lower()
+        ):
             text, title, date = await self._run(url, _html_to_text, page.text, url)
             if not text.strip():
                 raise FetchError(url, "no readable text in the HTML")

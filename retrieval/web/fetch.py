@@ -97,13 +97,25 @@ def decode_body(body: bytes, declared: str | None) -> tuple[str, str]:
 
 
 class Fetcher:
-    def __init__(self, settings: WebSettings | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: WebSettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.s = settings or WebSettings()
-        timeout = httpx.Timeout(connect=self.s.connect_timeout_s, read=self.s.read_timeout_s,
-                                write=self.s.read_timeout_s, pool=self.s.total_timeout_s)  # fmt: skip
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport,
-                                        headers={"User-Agent": self.s.user_agent})  # fmt: skip
+        timeout = httpx.Timeout(
+            connect=self.s.connect_timeout_s,
+            read=self.s.read_timeout_s,
+            write=self.s.read_timeout_s,
+            pool=self.s.total_timeout_s,
+        )
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": self.s.user_agent},
+        )
         self._global = asyncio.Semaphore(self.s.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._robots: dict[str, Any] = {}
@@ -118,14 +130,16 @@ class Fetcher:
             async with asyncio.timeout(self.s.total_timeout_s):
                 return await self._follow(url)
         except TimeoutError:
-            raise FetchError(url, f"no complete answer within {self.s.total_timeout_s:g}s") \
-                from None  # fmt: skip
+            raise FetchError(
+                url, f"no complete answer within {self.s.total_timeout_s:g}s"
+            ) from None
 
     async def _follow(self, url: str) -> FetchedPage:
         current = url
         for _ in range(self.s.max_redirects + 1):
-            await check_url(current, allow_hosts=self.s.allow_hosts,
-                            allow_private=self.s.allow_private)  # fmt: skip
+            await check_url(
+                current, allow_hosts=self.s.allow_hosts, allow_private=self.s.allow_private
+            )
             if self.s.respect_robots and not await self._robots_allow(current):
                 raise FetchError(current, "disallowed by robots.txt")
             status, headers, body = await self._get_with_retries(current)
@@ -136,12 +150,16 @@ class Fetcher:
                 current = urljoin(current, location)
                 continue
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-            page = FetchedPage(url=url, final_url=current, status=status, content_type=ctype,
-                               body=body)  # fmt: skip
+            page = FetchedPage(
+                url=url, final_url=current, status=status, content_type=ctype, body=body
+            )
             if ctype in TEXT_TYPES or not ctype:
                 charset = httpx.Headers(headers).get("content-type", "")
-                declared = charset.split("charset=", 1)[1].split(";")[0].strip('"\' ') \
-                    if "charset=" in charset.lower() else None  # fmt: skip
+                declared = (
+                    charset.split("charset=", 1)[1].split(";")[0].strip("\"' ")
+                    if "charset=" in charset.lower()
+                    else None
+                )
                 page.text, page.encoding = decode_body(body, declared)
             return page
         raise FetchError(url, f"more than {self.s.max_redirects} redirects")
@@ -149,8 +167,10 @@ class Fetcher:
     async def _get_with_retries(self, url: str) -> tuple[int, dict[str, str], bytes]:
         def wait(state: Any) -> float:
             exc = state.outcome.exception()
-            return min(getattr(exc, "wait_s", 0.0) or 0.5 * 2 ** (state.attempt_number - 1),
-                       self.s.max_retry_wait_s)  # fmt: skip
+            return min(
+                getattr(exc, "wait_s", 0.0) or 0.5 * 2 ** (state.attempt_number - 1),
+                self.s.max_retry_wait_s,
+            )
 
         try:
             async for attempt in AsyncRetrying(
@@ -162,8 +182,7 @@ class Fetcher:
                 with attempt:
                     return await self._get(url)
         except _Retryable as exc:
-            raise FetchError(url, f"{exc.reason} after {self.s.max_retries + 1} attempts") \
-                from None  # fmt: skip
+            raise FetchError(url, f"{exc.reason} after {self.s.max_retries + 1} attempts") from None
         raise AssertionError("unreachable")
 
     def _host_gate(self, url: str) -> asyncio.Semaphore:
@@ -183,19 +202,26 @@ class Fetcher:
                     if status == 429 or status >= 500:
                         wait_s = _retry_after(headers.get("retry-after"))
                         if wait_s > self.s.max_retry_wait_s:
-                            raise FetchError(url, f"HTTP {status}, retry after {wait_s:.0f}s "
-                                             f"(more than the {self.s.max_retry_wait_s:g}s cap)")  # fmt: skip
+                            raise FetchError(
+                                url,
+                                f"HTTP {status}, retry after {wait_s:.0f}s "
+                                f"(more than the {self.s.max_retry_wait_s:g}s cap)",
+                            )
                         raise _Retryable(f"HTTP {status}", wait_s)
                     if status >= 400:
                         raise FetchError(url, f"HTTP {status}")
                     ctype = headers.get("content-type", "").split(";")[0].strip().lower()
                     if ctype and ctype not in TEXT_TYPES and ctype != PDF_TYPE:
-                        raise FetchError(url, f"unsupported content type {ctype}: only HTML, "
-                                         "plain text and PDF are read")  # fmt: skip
+                        raise FetchError(
+                            url,
+                            f"unsupported content type {ctype}: only HTML, "
+                            "plain text and PDF are read",
+                        )
                     declared = int(headers.get("content-length", "0") or 0)
                     if declared > self.s.max_bytes:
-                        raise FetchError(url, f"{declared:,} bytes, over the "
-                                         f"{self.s.max_bytes:,}-byte limit")  # fmt: skip
+                        raise FetchError(
+                            url, f"{declared:,} bytes, over the {self.s.max_bytes:,}-byte limit"
+                        )
                     body = bytearray()
                     async for chunk in resp.aiter_bytes():
                         body += chunk

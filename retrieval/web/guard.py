@@ -28,12 +28,20 @@ def is_public_address(addr: str) -> bool:
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global)  # fmt: skip
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
-async def check_url(url: str, *, allow_hosts: Collection[str] = (),
-                    allow_private: bool = False) -> None:  # fmt: skip
+async def check_url(
+    url: str, *, allow_hosts: Collection[str] = (), allow_private: bool = False
+) -> None:
     """Raise :class:`BlockedURLError` unless ``url`` may be fetched."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -44,12 +52,15 @@ async def check_url(url: str, *, allow_hosts: Collection[str] = (),
     if host in allow_hosts or allow_private:
         return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 0,
-                                                             type=socket.SOCK_STREAM)  # fmt: skip
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or 0, type=socket.SOCK_STREAM
+        )
     except socket.gaierror as exc:
-        raise BlockedURLError(f"refused {url[:120]}: cannot resolve {host} ({exc.strerror})") \
-            from None  # fmt: skip
+        raise BlockedURLError(
+            f"refused {url[:120]}: cannot resolve {host} ({exc.strerror})"
+        ) from None
     for *_, sockaddr in infos:
         if not is_public_address(sockaddr[0]):
-            raise BlockedURLError(f"refused {url[:120]}: {host} resolves to the non-public "
-                                  f"address {sockaddr[0]}")  # fmt: skip
+            raise BlockedURLError(
+                f"refused {url[:120]}: {host} resolves to the non-public address {sockaddr[0]}"
+            )

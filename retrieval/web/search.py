@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
 from agent.errors import RetrievalError
 from agent.settings import splice_home
+from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
 
 from ..chunking import ChunkConfig, Document, chunk_document
 from .backends import SearchBackend, SearchResult, make_backend
@@ -28,15 +28,22 @@ from .settings import WebSettings
 
 __all__ = ["WebRetriever", "HybridRetriever"]
 
+
 def _lexical(query: str, texts: Sequence[str]) -> np.ndarray:
     q = word_terms(query)
     return np.array([term_overlap(q, word_terms(t)) for t in texts])
 
 
 class WebRetriever(Retriever):
-    def __init__(self, settings: WebSettings | None = None, *, backend: SearchBackend | None = None,
-                 fetcher: Fetcher | None = None, embedder: Any = None,
-                 cache: WebCache | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: WebSettings | None = None,
+        *,
+        backend: SearchBackend | None = None,
+        fetcher: Fetcher | None = None,
+        embedder: Any = None,
+        cache: WebCache | None = None,
+    ) -> None:
         self.s = settings or WebSettings()
         self.backend = backend or make_backend(self.s)
         self.fetcher = fetcher or Fetcher(self.s)
@@ -44,10 +51,12 @@ class WebRetriever(Retriever):
         self.embedder = embedder
         home = splice_home()
         self.cache = cache or WebCache(
-            self.s.cache_dir or home / "web-cache", ttl_s=self.s.cache_ttl_s,
-            enabled=not self.s.no_cache, mode=self.s.mode,
+            self.s.cache_dir or home / "web-cache",
+            ttl_s=self.s.cache_ttl_s,
+            enabled=not self.s.no_cache,
+            mode=self.s.mode,
             cassette=self.s.cassette_dir or home / "web-cassette",
-        )  # fmt: skip
+        )
         self.failures: list[str] = []  # page failures of the last search, for the trace
 
     async def _results(self, query: str) -> list[SearchResult]:
@@ -102,8 +111,9 @@ class WebRetriever(Retriever):
                 candidates.append(Passage(id=uid, title=r.title, text=r.snippet, source=r.url))
         if not candidates:
             return []
-        scores = await asyncio.to_thread(self._rank, query, [p.title + ". " + p.text
-                                                             for p in candidates])  # fmt: skip
+        scores = await asyncio.to_thread(
+            self._rank, query, [p.title + ". " + p.text for p in candidates]
+        )
         order = np.argsort(-scores, kind="stable")[:k]
         return [candidates[i].model_copy(update={"score": float(scores[i])}) for i in order]
 
@@ -121,8 +131,9 @@ class HybridRetriever(Retriever):
         self.local, self.web = local, web
 
     async def search(self, query: str, k: int = 3) -> list[Passage]:
-        local, web = await asyncio.gather(self.local.search(query, k), self.web.search(query, k),
-                                          return_exceptions=True)  # fmt: skip
+        local, web = await asyncio.gather(
+            self.local.search(query, k), self.web.search(query, k), return_exceptions=True
+        )
         lists = [r for r in (local, web) if isinstance(r, list)]
         if not lists:
             raise ToolError(f"both searches failed: {local}; {web}")
@@ -133,5 +144,3 @@ class HybridRetriever(Retriever):
                 fused[p.id] = (score, p)
         best = sorted(fused.values(), key=lambda x: -x[0])[:k]
         return [p.model_copy(update={"score": s}) for s, p in best]
-
-

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from pydantic import BaseModel
+
 from agent.engine import Engine, SamplingParams
 from serving.http_engine import HTTPEngine
 from serving.model_server import ModelServer
@@ -65,8 +66,16 @@ class EngineBench(BenchReport):
         return ["engine", "start (s)", "tokens", "wall (s)", "tokens/s"]
 
     def table_rows(self) -> list[list[str]]:
-        return [[r.engine, f"{r.start_s:.1f}", str(r.generated_tokens), f"{r.wall_s:.2f}",
-                 f"{r.tokens_per_s:.1f}"] for r in (self.in_process, self.http)]
+        return [
+            [
+                r.engine,
+                f"{r.start_s:.1f}",
+                str(r.generated_tokens),
+                f"{r.wall_s:.2f}",
+                f"{r.tokens_per_s:.1f}",
+            ]
+            for r in (self.in_process, self.http)
+        ]
 
     def caption(self) -> str:
         ratio = self.http.tokens_per_s / self.in_process.tokens_per_s
@@ -79,12 +88,13 @@ def _prompts(engine: Engine, n: int) -> list[list[int]]:
     qs = [BENCH_QUESTIONS[i % len(BENCH_QUESTIONS)] for i in range(n)]
     return [
         tok.encode(
-            tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                    tokenize=False),
+            tok.apply_chat_template(
+                [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False
+            ),
             add_special_tokens=False,
         )
         for q in qs
-    ]  # fmt: skip
+    ]
 
 
 async def _measure(engine: Engine, n: int, max_tokens: int) -> tuple[int, float, list[list[int]]]:
@@ -114,8 +124,13 @@ def run_engine_bench(
         n_local, wall_local, tokens_local = asyncio.run(_measure(engine, prompts, max_tokens))
     finally:
         engine.shutdown()
-    local = EngineRun(engine="in-process", start_s=start_local, prompts=prompts,
-                      generated_tokens=n_local, wall_s=wall_local)  # fmt: skip
+    local = EngineRun(
+        engine="in-process",
+        start_s=start_local,
+        prompts=prompts,
+        generated_tokens=n_local,
+        wall_s=wall_local,
+    )
 
     log("starting vllm serve…")
     t0 = time.perf_counter()
@@ -127,6 +142,11 @@ def run_engine_bench(
                 return await _measure(http_engine, prompts, max_tokens)
 
         n_http, wall_http, tokens_http = asyncio.run(over_http())
-    http = EngineRun(engine="http (vllm serve)", start_s=start_http, prompts=prompts,
-                     generated_tokens=n_http, wall_s=wall_http)  # fmt: skip
+    http = EngineRun(
+        engine="http (vllm serve)",
+        start_s=start_http,
+        prompts=prompts,
+        generated_tokens=n_http,
+        wall_s=wall_http,
+    )
     return EngineBench(in_process=local, http=http, same_tokens=tokens_local == tokens_http)

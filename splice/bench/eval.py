@@ -11,8 +11,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
 from .report import BenchReport
 
 __all__ = ["EvalBench", "run_eval_bench"]
@@ -37,17 +35,27 @@ class EvalBench(BenchReport):
     def table_rows(self) -> list[list[str]]:
         return [
             ["one at a time", f"{self.sequential_s:.1f}", f"{self.sequential_qpm:.1f}"],
-            [f"continuous batching ({self.concurrency} in flight)", f"{self.batched_s:.1f}",
-             f"{self.batched_qpm:.1f}"],
+            [
+                f"continuous batching ({self.concurrency} in flight)",
+                f"{self.batched_s:.1f}",
+                f"{self.batched_qpm:.1f}",
+            ],
         ]
 
     def caption(self) -> str:
-        return (f"speed-up {self.speedup:.2f}x (goal >= 5x); identical answers in both "
-                f"arms: {self.same_answers}/{self.questions}")
+        return (
+            f"speed-up {self.speedup:.2f}x (goal >= 5x); identical answers in both "
+            f"arms: {self.same_answers}/{self.questions}"
+        )
 
 
-def run_eval_bench(*, questions: int = 32, concurrency: int = 32, model: str | None = None,
-                   log: Callable[[str], None] = print) -> EvalBench:  # fmt: skip
+def run_eval_bench(
+    *,
+    questions: int = 32,
+    concurrency: int = 32,
+    model: str | None = None,
+    log: Callable[[str], None] = print,
+) -> EvalBench:
     from agent.loop import Budgets
     from agent.sdk import Agent
     from evals.kb import kb_questions
@@ -63,7 +71,9 @@ def run_eval_bench(*, questions: int = 32, concurrency: int = 32, model: str | N
         log("starting the engine…")
         engine = VLLMEngine.start(VLLMConfig(model=model))
         try:
-            agent = Agent(engine, [IndexRetriever.open(path)], budgets=Budgets(max_segment_tokens=64))
+            agent = Agent(
+                engine, [IndexRetriever.open(path)], budgets=Budgets(max_segment_tokens=64)
+            )
             await agent.aask(qs[0])  # warm-up
             await engine.reset_prefix_cache()
             log(f"{len(qs)} questions one at a time…")
@@ -77,9 +87,15 @@ def run_eval_bench(*, questions: int = 32, concurrency: int = 32, model: str | N
             bat_s = time.perf_counter() - t0
         finally:
             await engine.aclose()
-        return EvalBench(questions=len(qs), concurrency=concurrency, sequential_s=seq_s,
-                         batched_s=bat_s, sequential_qpm=60 * len(qs) / seq_s,
-                         batched_qpm=60 * len(qs) / bat_s, speedup=seq_s / bat_s,
-                         same_answers=sum(a.text == b.text for a, b in zip(seq, bat)))  # fmt: skip
+        return EvalBench(
+            questions=len(qs),
+            concurrency=concurrency,
+            sequential_s=seq_s,
+            batched_s=bat_s,
+            sequential_qpm=60 * len(qs) / seq_s,
+            batched_qpm=60 * len(qs) / bat_s,
+            speedup=seq_s / bat_s,
+            same_answers=sum(a.text == b.text for a, b in zip(seq, bat)),
+        )
 
     return asyncio.run(main())

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel
+
 from agent.engine import Engine, GenerationChunk, SamplingParams
 from agent.loop import Budgets
 from agent.protocols import Message, Protocol
@@ -43,11 +44,15 @@ KB = [
     Passage(id="moon", title="Moon", text="The Moon orbits the Earth about every 27 days."),
 ]
 QUESTIONS = [
-    "What is the capital of France?", "What is the capital of Japan?",
-    "At what temperature does water boil?", "How long does the Moon take to orbit the Earth?",
-    "Which city is the largest in France?", "What orbits the Earth?",
-    "Where is Tokyo?", "What boils at 100 degrees?",
-]  # fmt: skip
+    "What is the capital of France?",
+    "What is the capital of Japan?",
+    "At what temperature does water boil?",
+    "How long does the Moon take to orbit the Earth?",
+    "Which city is the largest in France?",
+    "What orbits the Earth?",
+    "Where is Tokyo?",
+    "What boils at 100 degrees?",
+]
 
 
 class RecordingEngine(Engine):
@@ -63,8 +68,9 @@ class RecordingEngine(Engine):
     def tokenizer(self) -> Any:
         return self.inner.tokenizer
 
-    async def _stream(self, prompt_token_ids: list[int], params: SamplingParams,
-                      request_id: str | None) -> AsyncIterator[GenerationChunk]:  # fmt: skip
+    async def _stream(
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None
+    ) -> AsyncIterator[GenerationChunk]:
         self.requests.append((prompt_token_ids, params))
         async for chunk in self.inner.generate(prompt_token_ids, params, request_id=request_id):
             yield chunk
@@ -94,14 +100,25 @@ class LoopBench(BenchReport):
 
     def table_rows(self) -> list[list[str]]:
         return [
-            [f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
-             f"raw engine {self.raw_engine_s:.2f}s", f"{self.overhead_ratio:.3f}", "≤ 1.05"],
-            [f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
-             f"({self.batch} questions × 1–{self.rounds} searches, tool latency "
-             f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
-             f"{self.async_speedup:.2f}×", "≥ 2×"],
-            [f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
-             "appended ids", f"{self.resume_prefill_share:.2f}", "≈ 1 (history cached)"],
+            [
+                f"(a) overhead: (agent {self.agent_s:.2f}s − tools {self.tool_s:.2f}s) / "
+                f"raw engine {self.raw_engine_s:.2f}s",
+                f"{self.overhead_ratio:.3f}",
+                "≤ 1.05",
+            ],
+            [
+                f"(b) step-sync {self.step_sync_s:.2f}s / async {self.async_s:.2f}s "
+                f"({self.batch} questions × 1–{self.rounds} searches, tool latency "
+                f"log-normal median {self.latency.median_s:g}s σ {self.latency.sigma:g})",
+                f"{self.async_speedup:.2f}×",
+                "≥ 2×",
+            ],
+            [
+                f"(c) resume prefill: {self.resume_prefilled} of {self.resume_appended} "
+                "appended ids",
+                f"{self.resume_prefill_share:.2f}",
+                "≈ 1 (history cached)",
+            ],
         ]
 
 
@@ -113,8 +130,7 @@ async def _reset_cache(engine: Engine) -> None:
 
 async def _overhead(engine: Engine, n: int) -> tuple[float, float, float, int, int]:
     rec = RecordingEngine(engine)
-    agent = Agent(rec, [InMemoryRetriever(KB)],
-                  budgets=Budgets(max_turns=2, max_segment_tokens=32))  # fmt: skip
+    agent = Agent(rec, [InMemoryRetriever(KB)], budgets=Budgets(max_turns=2, max_segment_tokens=32))
     prefill = agent.protocol.prompt_prefill_ids("search")
     await agent.aask(QUESTIONS[0], prefill=prefill)  # warm-up
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
@@ -174,8 +190,9 @@ def _scripted(protocol_tok: Any, rounds: int, per_token_s: float) -> ScriptedEng
         done = text.count("</information>")
         filler = " so" * random.Random(f"len:{qid}:{done}").randint(8, 48)
         if done < _searches(qid, rounds):
-            return protocol_tok.encode(f"{filler}<search> {qid} round {done} </search>",
-                                       add_special_tokens=False)  # fmt: skip
+            return protocol_tok.encode(
+                f"{filler}<search> {qid} round {done} </search>", add_special_tokens=False
+            )
         return protocol_tok.encode(f"{filler}<answer> done </answer>", add_special_tokens=False)
 
     return ScriptedEngine(handler, protocol_tok, delay_s=per_token_s)
@@ -193,10 +210,15 @@ def _slow_search_tool(latency: Latency) -> Tool:
 async def step_synchronous(agent: Agent, questions: list[str]) -> list[str]:
     """Search-R1-style baseline: one barrier per step for generation and for tools."""
     p: Protocol = agent.protocol
-    states = [{"ids": agent.prompt_ids([Message(role="user", content=q)], True), "answer": None}
-              for q in questions]  # fmt: skip
-    params = SamplingParams(max_tokens=agent.budgets.max_segment_tokens,
-                            stop_token_ids=p.stop_token_ids, banned_token_ids=p.banned_token_ids)
+    states = [
+        {"ids": agent.prompt_ids([Message(role="user", content=q)], True), "answer": None}
+        for q in questions
+    ]
+    params = SamplingParams(
+        max_tokens=agent.budgets.max_segment_tokens,
+        stop_token_ids=p.stop_token_ids,
+        banned_token_ids=p.banned_token_ids,
+    )
     for _ in range(agent.budgets.max_turns):
         active = [s for s in states if s["answer"] is None]
         if not active:
@@ -217,10 +239,15 @@ async def step_synchronous(agent: Agent, questions: list[str]) -> list[str]:
     return [s["answer"] or "" for s in states]
 
 
-async def _async_vs_sync(tokenizer: Any, batch: int, rounds: int,
-                         latency: Latency) -> tuple[float, float]:  # fmt: skip
-    budgets = Budgets(max_turns=rounds + 1, max_searches=rounds, max_segment_tokens=64,
-                      tool_timeout_s=latency.cap_s + 1)  # fmt: skip
+async def _async_vs_sync(
+    tokenizer: Any, batch: int, rounds: int, latency: Latency
+) -> tuple[float, float]:
+    budgets = Budgets(
+        max_turns=rounds + 1,
+        max_searches=rounds,
+        max_segment_tokens=64,
+        tool_timeout_s=latency.cap_s + 1,
+    )
     questions = [f"question {i}" for i in range(batch)]
 
     engine = _scripted(tokenizer, rounds, per_token_s=0.002)
@@ -249,6 +276,7 @@ def run_loop_bench(
     log: Callable[[str], None] = print,
 ) -> LoopBench:
     latency = latency or Latency()
+
     async def main() -> LoopBench:
         log("starting the engine…")
         engine = engine_factory()
@@ -260,11 +288,20 @@ def run_loop_bench(
         finally:
             await engine.aclose()
         return LoopBench(
-            questions=questions, agent_s=agent_s, tool_s=tool_s, raw_engine_s=raw_s,
-            overhead_ratio=(agent_s - tool_s) / raw_s, batch=batch, rounds=rounds, latency=latency,
-            async_s=async_s, step_sync_s=sync_s, async_speedup=sync_s / async_s,
-            resume_prefilled=prefilled, resume_appended=appended,
+            questions=questions,
+            agent_s=agent_s,
+            tool_s=tool_s,
+            raw_engine_s=raw_s,
+            overhead_ratio=(agent_s - tool_s) / raw_s,
+            batch=batch,
+            rounds=rounds,
+            latency=latency,
+            async_s=async_s,
+            step_sync_s=sync_s,
+            async_speedup=sync_s / async_s,
+            resume_prefilled=prefilled,
+            resume_appended=appended,
             resume_prefill_share=prefilled / appended if appended else float("nan"),
-        )  # fmt: skip
+        )
 
     return asyncio.run(main())

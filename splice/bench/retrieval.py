@@ -54,25 +54,40 @@ class RetrievalBenchReport(BenchReport):
         return ["index", "setting", "build s", "queries/s", "recall@10", "x Flat", "MB"]
 
     def table_rows(self) -> list[list[str]]:
-        return [[r.index, r.setting, f"{r.build_s:.1f}", f"{r.qps:,.0f}", f"{r.recall_at_10:.3f}",
-                 f"{r.speedup_vs_flat:.1f}", f"{r.memory_mb:,.0f}"] for r in self.rows]
+        return [
+            [
+                r.index,
+                r.setting,
+                f"{r.build_s:.1f}",
+                f"{r.qps:,.0f}",
+                f"{r.recall_at_10:.3f}",
+                f"{r.speedup_vs_flat:.1f}",
+                f"{r.memory_mb:,.0f}",
+            ]
+            for r in self.rows
+        ]
 
     def caption(self) -> str:
         best = f" ({self.best_hnsw})" if self.best_hnsw else ""
-        return (f"embedding (MiniLM, this CPU): {self.embed_passages_per_s:,.0f} passages/s "
-                f"(~128 tokens), {self.embed_sentences_per_s:,.0f} sentences/s. "
-                f"Goal {self.goal}: {'met' if self.goal_met else 'NOT met'}{best}.")
+        return (
+            f"embedding (MiniLM, this CPU): {self.embed_passages_per_s:,.0f} passages/s "
+            f"(~128 tokens), {self.embed_sentences_per_s:,.0f} sentences/s. "
+            f"Goal {self.goal}: {'met' if self.goal_met else 'NOT met'}{best}."
+        )
 
 
-def clustered_vectors(n: int, dim: int, *, clusters: int = 1000, latent: int = 48,
-                      seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:  # fmt: skip
+def clustered_vectors(
+    n: int, dim: int, *, clusters: int = 1000, latent: int = 48, seed: int = 0, chunk: int = 100_000
+) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
     """``n`` normalized vectors, and a function drawing fresh queries from the same mixture."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(clusters, latent)).astype(np.float32)
     proj = (rng.normal(size=(latent, dim)) / np.sqrt(latent)).astype(np.float32)
 
     def draw(m: int, r: np.random.Generator) -> np.ndarray:
-        z = centers[r.integers(0, clusters, m)] + 0.35 * r.normal(size=(m, latent)).astype(np.float32)
+        z = centers[r.integers(0, clusters, m)] + 0.35 * r.normal(size=(m, latent)).astype(
+            np.float32
+        )
         x = z @ proj + 0.02 * r.normal(size=(m, dim)).astype(np.float32)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
@@ -111,7 +126,9 @@ def _embedding_rates(log: Callable[[str], None]) -> tuple[float, float]:
     t = time.perf_counter()
     emb.encode_passages(passages)
     per_passage = len(passages) / (time.perf_counter() - t)
-    sentences = [s.strip() + "." for d in docs for s in d.text.split(".") if len(s.split()) > 3][:320]
+    sentences = [s.strip() + "." for d in docs for s in d.text.split(".") if len(s.split()) > 3][
+        :320
+    ]
     t = time.perf_counter()
     emb.encode_passages(sentences)
     per_sentence = len(sentences) / (time.perf_counter() - t)
@@ -133,7 +150,9 @@ def run_retrieval_bench(
 ) -> RetrievalBenchReport:
     import faiss
 
-    report = RetrievalBenchReport(n=n, dim=dim, queries=queries, threads=faiss.omp_get_max_threads())
+    report = RetrievalBenchReport(
+        n=n, dim=dim, queries=queries, threads=faiss.omp_get_max_threads()
+    )
     if embed:  # first, before FAISS's OpenMP threads exist beside torch's
         report.embed_passages_per_s, report.embed_sentences_per_s = _embedding_rates(log)
     log(f"generating {n:,} clustered {dim}-dim vectors")
@@ -146,9 +165,17 @@ def run_retrieval_bench(
     flat.add(data)
     flat_build = time.perf_counter() - t
     truth, flat_qps = _timed_search(flat, q)
-    report.rows.append(IndexRow(index="flat", setting="exact", build_s=flat_build, qps=flat_qps,
-                                recall_at_10=1.0, speedup_vs_flat=1.0,
-                                memory_mb=data.nbytes / 1e6))  # fmt: skip
+    report.rows.append(
+        IndexRow(
+            index="flat",
+            setting="exact",
+            build_s=flat_build,
+            qps=flat_qps,
+            recall_at_10=1.0,
+            speedup_vs_flat=1.0,
+            memory_mb=data.nbytes / 1e6,
+        )
+    )
     log(f"flat: {flat_qps:,.0f} queries/s")
     del flat
 
@@ -164,9 +191,17 @@ def run_retrieval_bench(
         hnsw.hnsw.efSearch = ef
         ids, qps = _timed_search(hnsw, q)
         rec = _recall(truth, ids)
-        report.rows.append(IndexRow(index="hnsw", setting=f"efSearch={ef}", build_s=hnsw_build,
-                                    qps=qps, recall_at_10=rec, speedup_vs_flat=qps / flat_qps,
-                                    memory_mb=hnsw_mb))  # fmt: skip
+        report.rows.append(
+            IndexRow(
+                index="hnsw",
+                setting=f"efSearch={ef}",
+                build_s=hnsw_build,
+                qps=qps,
+                recall_at_10=rec,
+                speedup_vs_flat=qps / flat_qps,
+                memory_mb=hnsw_mb,
+            )
+        )
         log(f"hnsw efSearch={ef}: {qps:,.0f} queries/s, recall@10 {rec:.3f}")
     del hnsw
 
@@ -183,9 +218,17 @@ def run_retrieval_bench(
         ivf_core.nprobe = probe
         ids, qps = _timed_search(ivf, q)
         rec = _recall(truth, ids)
-        report.rows.append(IndexRow(index="ivfpq", setting=f"nprobe={probe}/{nlist} +SQ8",
-                                    build_s=ivf_build, qps=qps, recall_at_10=rec,
-                                    speedup_vs_flat=qps / flat_qps, memory_mb=ivf_mb))  # fmt: skip
+        report.rows.append(
+            IndexRow(
+                index="ivfpq",
+                setting=f"nprobe={probe}/{nlist} +SQ8",
+                build_s=ivf_build,
+                qps=qps,
+                recall_at_10=rec,
+                speedup_vs_flat=qps / flat_qps,
+                memory_mb=ivf_mb,
+            )
+        )
         log(f"ivfpq nprobe={probe}: {qps:,.0f} queries/s, recall@10 {rec:.3f}")
     del ivf
 
@@ -193,6 +236,7 @@ def run_retrieval_bench(
     if good:
         best = max(good, key=lambda r: r.speedup_vs_flat)
         report.goal_met = best.speedup_vs_flat >= 20
-        report.best_hnsw = f"{best.setting}: {best.speedup_vs_flat:.1f}x at recall " \
-            f"{best.recall_at_10:.3f}"  # fmt: skip
+        report.best_hnsw = (
+            f"{best.setting}: {best.speedup_vs_flat:.1f}x at recall {best.recall_at_10:.3f}"
+        )
     return report

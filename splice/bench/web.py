@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from pydantic import BaseModel
 from agent.settings import WebSettings
-from retrieval.web.fetch import FetchError, Fetcher
+from retrieval.web.fetch import Fetcher, FetchError
 
 from .report import BenchReport
 from .webpages import LocalWeb
@@ -43,27 +42,46 @@ class WebBench(BenchReport):
 
     def table_rows(self) -> list[list[str]]:
         return [
-            [f"{self.pages} pages at once vs the slowest alone "
-             f"({self.concurrent_s:.2f}s / {self.single_slowest_s:.2f}s)",
-             f"{self.fetched}/{self.pages} fetched", f"{self.concurrent_ratio:.3f}", "≤ 1.2"],
-            [f"a never-finishing page beside them vs its timeout "
-             f"({self.hang_wall_s:.2f}s / {self.hang_timeout_s:.2f}s)", "timed out",
-             f"{self.hang_ratio:.3f}", "≤ 1 (+ noise)"],
+            [
+                f"{self.pages} pages at once vs the slowest alone "
+                f"({self.concurrent_s:.2f}s / {self.single_slowest_s:.2f}s)",
+                f"{self.fetched}/{self.pages} fetched",
+                f"{self.concurrent_ratio:.3f}",
+                "≤ 1.2",
+            ],
+            [
+                f"a never-finishing page beside them vs its timeout "
+                f"({self.hang_wall_s:.2f}s / {self.hang_timeout_s:.2f}s)",
+                "timed out",
+                f"{self.hang_ratio:.3f}",
+                "≤ 1 (+ noise)",
+            ],
         ]
 
 
-def run_web_bench(*, pages: int = 20, slowest_s: float = 1.0, hang_timeout_s: float = 2.0,
-                  log: Callable[[str], None] = print) -> WebBench:  # fmt: skip
+def run_web_bench(
+    *,
+    pages: int = 20,
+    slowest_s: float = 1.0,
+    hang_timeout_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> WebBench:
     async def main() -> WebBench:
         with ExitStack() as stack:
             servers = [stack.enter_context(LocalWeb(f"127.0.0.{i}")) for i in range(1, 6)]
             hosts = [w.host for w in servers]
             latency = [slowest_s * (i + 1) / pages for i in range(pages)]
-            urls = [servers[i % 5].url(f"/slow?ms={int(1000 * s)}&n={i}")
-                    for i, s in enumerate(latency)]  # fmt: skip
-            settings = WebSettings(allow_hosts=hosts, total_timeout_s=hang_timeout_s,
-                                   read_timeout_s=hang_timeout_s * 2, per_host=4,
-                                   concurrency=32, no_cache=True)  # fmt: skip
+            urls = [
+                servers[i % 5].url(f"/slow?ms={int(1000 * s)}&n={i}") for i, s in enumerate(latency)
+            ]
+            settings = WebSettings(
+                allow_hosts=hosts,
+                total_timeout_s=hang_timeout_s,
+                read_timeout_s=hang_timeout_s * 2,
+                per_host=4,
+                concurrency=32,
+                no_cache=True,
+            )
 
             log("warming up (robots.txt per host, connections)…")
             fetcher = Fetcher(settings)
@@ -75,16 +93,18 @@ def run_web_bench(*, pages: int = 20, slowest_s: float = 1.0, hang_timeout_s: fl
 
             log(f"{pages} pages at once…")
             t0 = time.perf_counter()
-            got = await asyncio.gather(*(fetcher.fetch(u + "&batch=1") for u in urls),
-                                       return_exceptions=True)  # fmt: skip
+            got = await asyncio.gather(
+                *(fetcher.fetch(u + "&batch=1") for u in urls), return_exceptions=True
+            )
             concurrent = time.perf_counter() - t0
             fetched = sum(not isinstance(g, BaseException) for g in got)
 
             log(f"{pages} pages plus one that never finishes (timeout {hang_timeout_s:g}s)…")
             t0 = time.perf_counter()
             hang = asyncio.create_task(fetcher.fetch(servers[0].url("/hang")))
-            await asyncio.gather(*(fetcher.fetch(u + "&batch=2") for u in urls),
-                                 return_exceptions=True)  # fmt: skip
+            await asyncio.gather(
+                *(fetcher.fetch(u + "&batch=2") for u in urls), return_exceptions=True
+            )
             try:
                 await hang
                 raise AssertionError("the hanging page finished")
@@ -92,9 +112,16 @@ def run_web_bench(*, pages: int = 20, slowest_s: float = 1.0, hang_timeout_s: fl
                 pass
             hang_wall = time.perf_counter() - t0
             await fetcher.aclose()
-        return WebBench(pages=pages, slowest_s=slowest_s, single_slowest_s=single,
-                        concurrent_s=concurrent, concurrent_ratio=concurrent / single,
-                        hang_timeout_s=hang_timeout_s, hang_wall_s=hang_wall,
-                        hang_ratio=hang_wall / hang_timeout_s, fetched=fetched)  # fmt: skip
+        return WebBench(
+            pages=pages,
+            slowest_s=slowest_s,
+            single_slowest_s=single,
+            concurrent_s=concurrent,
+            concurrent_ratio=concurrent / single,
+            hang_timeout_s=hang_timeout_s,
+            hang_wall_s=hang_wall,
+            hang_ratio=hang_wall / hang_timeout_s,
+            fetched=fetched,
+        )
 
     return asyncio.run(main())

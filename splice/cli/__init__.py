@@ -30,7 +30,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="splice",
     help="Agentic RAG that splices tool results into the token stream, "
-    "and says \"I don't know\" when it should.",
+    'and says "I don\'t know" when it should.',
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,

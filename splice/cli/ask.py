@@ -13,9 +13,26 @@ import typer
 from rich.markup import escape
 
 from .common import (
-    DtypeOpt, HybridOpt, IndexOpt, KVOpt, MaxLenOpt, ModelOpt, NoCacheOpt, PassagesOpt,
-    ProtocolOpt, SegmentOpt, TempOpt, TPOpt, UrlOpt, VerboseOpt, WebOpt, err, out, quiet,
-    started_engine, vllm_config,
+    DtypeOpt,
+    HybridOpt,
+    IndexOpt,
+    KVOpt,
+    MaxLenOpt,
+    ModelOpt,
+    NoCacheOpt,
+    PassagesOpt,
+    ProtocolOpt,
+    SegmentOpt,
+    TempOpt,
+    TPOpt,
+    UrlOpt,
+    VerboseOpt,
+    WebOpt,
+    err,
+    out,
+    quiet,
+    started_engine,
+    vllm_config,
 )
 
 __all__ = ["ask", "agent_session"]
@@ -43,15 +60,22 @@ async def agent_session(
     retriever = None
     if not no_tools:
         retriever = open_retriever(
-            index, passages=passages, web=web, hybrid=hybrid, no_cache=no_cache,
+            index,
+            passages=passages,
+            web=web,
+            hybrid=hybrid,
+            no_cache=no_cache,
             on_building=lambda: err.status("checking the built-in knowledge base index…"),
         )
     try:
         async with started_engine(url, config) as engine:
             yield Agent(
-                engine, [retriever] if retriever else [], protocol=protocol,
+                engine,
+                [retriever] if retriever else [],
+                protocol=protocol,
                 sampling=SamplingParams(temperature=temperature),
-                budgets=Budgets(max_segment_tokens=max_tokens), use_tools=not no_tools,
+                budgets=Budgets(max_segment_tokens=max_tokens),
+                use_tools=not no_tools,
             )
     finally:
         await close_retriever(retriever)
@@ -67,7 +91,8 @@ def ask(
     no_cache: NoCacheOpt = False,
     protocol: ProtocolOpt = "splice",
     search_first: Annotated[
-        bool, typer.Option("--search-first", help="Prefill <search>: makes an untuned model search.")
+        bool,
+        typer.Option("--search-first", help="Prefill <search>: makes an untuned model search."),
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"answer","abstained","citations","trace"}.')
@@ -93,8 +118,16 @@ def ask(
 
     async def run() -> None:
         async with agent_session(
-            url=url, config=config, index=index, passages=passages, web=web, hybrid=hybrid,
-            no_cache=no_cache, no_tools=no_tools, protocol=protocol, temperature=temperature,
+            url=url,
+            config=config,
+            index=index,
+            passages=passages,
+            web=web,
+            hybrid=hybrid,
+            no_cache=no_cache,
+            no_tools=no_tools,
+            protocol=protocol,
+            temperature=temperature,
             max_tokens=max_tokens,
         ) as agent:
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOutOpt, ModelOpt, VerboseOpt, dim, err, print_report, quiet
+from .common import ModelOpt, VerboseOpt, dim, err, print_report, quiet
 
 __all__ = ["bench_app"]
 
@@ -46,17 +46,19 @@ def bench_loop(
     verbose: VerboseOpt = False,
 ) -> None:
     """Orchestrator overhead, async vs step-synchronous, and resume prefill, side by side."""
-    from splice.bench.loop import Latency, run_loop_bench
     from serving.vllm_engine import VLLMConfig, VLLMEngine
+    from splice.bench.loop import Latency, run_loop_bench
 
     quiet(verbose)
-    report = run_loop_bench(lambda: VLLMEngine.start(VLLMConfig(model=model)),
-                            questions=questions, batch=batch, rounds=rounds,
-                            latency=Latency(median_s=latency_median, sigma=latency_sigma),
-                            log=err.print)  # fmt: skip
+    report = run_loop_bench(
+        lambda: VLLMEngine.start(VLLMConfig(model=model)),
+        questions=questions,
+        batch=batch,
+        rounds=rounds,
+        latency=Latency(median_s=latency_median, sigma=latency_sigma),
+        log=err.print,
+    )
     print_report(report, out_path)
-
-
 
 
 @bench_app.command("retrieval")
@@ -76,9 +78,15 @@ def bench_retrieval(
     """Flat vs HNSW vs IVF-PQ: build time, queries/s and recall@10 against Flat."""
     from splice.bench.retrieval import run_retrieval_bench
 
-    report = run_retrieval_bench(n=n, dim=dim, queries=queries, hnsw_m=hnsw_m,
-                                 ef_construction=ef_construction, embed=not no_embed,
-                                 log=dim)
+    report = run_retrieval_bench(
+        n=n,
+        dim=dim,
+        queries=queries,
+        hnsw_m=hnsw_m,
+        ef_construction=ef_construction,
+        embed=not no_embed,
+        log=dim,
+    )
     print_report(report, out_path)
 
 
@@ -86,7 +94,9 @@ def bench_retrieval(
 def bench_web(
     pages: Annotated[int, typer.Option(help="Pages fetched at once.")] = 20,
     slowest: Annotated[float, typer.Option(help="Latency of the slowest page, s.")] = 1.0,
-    hang_timeout: Annotated[float, typer.Option(help="Total timeout for the hanging page, s.")] = 2.0,
+    hang_timeout: Annotated[
+        float, typer.Option(help="Total timeout for the hanging page, s.")
+    ] = 2.0,
     out_path: Annotated[
         Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
     ] = None,
@@ -95,8 +105,7 @@ def bench_web(
     and what a never-finishing server costs."""
     from splice.bench.web import run_web_bench
 
-    report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout,
-                           log=dim)
+    report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout, log=dim)
     print_report(report, out_path)
 
 
@@ -112,6 +121,5 @@ def bench_eval(
 
     quiet(False)
 
-    result = run_eval_bench(questions=questions, concurrency=concurrency, model=model,
-                            log=dim)
+    result = run_eval_bench(questions=questions, concurrency=concurrency, model=model, log=dim)
     print_report(result, out_path)

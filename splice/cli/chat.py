@@ -9,8 +9,23 @@ import typer
 
 from .ask import agent_session
 from .common import (
-    DtypeOpt, HybridOpt, IndexOpt, KVOpt, MaxLenOpt, ModelOpt, NoCacheOpt, PassagesOpt,
-    ProtocolOpt, SegmentOpt, TempOpt, TPOpt, UrlOpt, VerboseOpt, WebOpt, out, quiet,
+    DtypeOpt,
+    HybridOpt,
+    IndexOpt,
+    KVOpt,
+    MaxLenOpt,
+    ModelOpt,
+    NoCacheOpt,
+    PassagesOpt,
+    ProtocolOpt,
+    SegmentOpt,
+    TempOpt,
+    TPOpt,
+    UrlOpt,
+    VerboseOpt,
+    WebOpt,
+    out,
+    quiet,
     vllm_config,
 )
 
@@ -45,8 +60,16 @@ def chat(
 
     async def run() -> None:
         async with agent_session(
-            url=url, config=config, index=index, passages=passages, web=web, hybrid=hybrid,
-            no_cache=no_cache, no_tools=no_tools, protocol=protocol, temperature=temperature,
+            url=url,
+            config=config,
+            index=index,
+            passages=passages,
+            web=web,
+            hybrid=hybrid,
+            no_cache=no_cache,
+            no_tools=no_tools,
+            protocol=protocol,
+            temperature=temperature,
             max_tokens=max_tokens,
         ) as agent:
             await run_repl(agent, out, history_file=splice_home() / "chat_history")

@@ -14,10 +14,29 @@ from rich.console import Console
 from serving.environment import quiet_libraries
 
 __all__ = [
-    "err", "out", "quiet", "started_engine", "print_report", "vllm_config", "dim",
-    "ModelOpt", "MaxLenOpt", "DtypeOpt", "KVOpt", "TPOpt", "VerboseOpt", "UrlOpt",
-    "PassagesOpt", "WebOpt", "HybridOpt", "NoCacheOpt", "IndexOpt", "ProtocolOpt",
-    "SegmentOpt", "TempOpt", "JsonOutOpt",
+    "err",
+    "out",
+    "quiet",
+    "started_engine",
+    "print_report",
+    "vllm_config",
+    "dim",
+    "ModelOpt",
+    "MaxLenOpt",
+    "DtypeOpt",
+    "KVOpt",
+    "TPOpt",
+    "VerboseOpt",
+    "UrlOpt",
+    "PassagesOpt",
+    "WebOpt",
+    "HybridOpt",
+    "NoCacheOpt",
+    "IndexOpt",
+    "ProtocolOpt",
+    "SegmentOpt",
+    "TempOpt",
+    "JsonOutOpt",
 ]
 
 err = Console(stderr=True)
@@ -51,7 +70,9 @@ WebOpt = Annotated[
 ]
 HybridOpt = Annotated[
     bool,
-    typer.Option("--hybrid", help="Search the index and the web, merged by reciprocal-rank fusion."),
+    typer.Option(
+        "--hybrid", help="Search the index and the web, merged by reciprocal-rank fusion."
+    ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the web cache.")]
 IndexOpt = Annotated[

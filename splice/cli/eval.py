@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
 import json
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from .common import err, out, quiet, started_engine, vllm_config
 
 __all__ = ["eval_app"]
 
-eval_app = typer.Typer(help="Measure hallucination versus \"I don't know\".", no_args_is_help=True)
+eval_app = typer.Typer(help='Measure hallucination versus "I don\'t know".', no_args_is_help=True)
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory (runs/NAME).")]
 
@@ -25,47 +24,79 @@ def _print_summaries(summaries: list[dict[str, Any]]) -> None:
     from evals.metrics import Summary
 
     t = Table(title="results (95% bootstrap intervals)")
-    for col in ("dataset", "condition", "n", "correct %", "hallucinated %", "abstained %",
-                "S(0.75) %", "abst. recall %", "search %"):  # fmt: skip
+    for col in (
+        "dataset",
+        "condition",
+        "n",
+        "correct %",
+        "hallucinated %",
+        "abstained %",
+        "S(0.75) %",
+        "abst. recall %",
+        "search %",
+    ):
         t.add_column(col, justify="left" if col in ("dataset", "condition") else "right")
     for raw in summaries:
         s = Summary.model_validate(raw)
-        t.add_row(s.dataset, s.condition, str(s.n), s.correct.fmt(), s.incorrect.fmt(),
-                  s.not_attempted.fmt(), s.s_075.fmt(),
-                  s.abstention_recall.fmt() if s.unanswerable_n else "–",
-                  f"{100 * s.search_call_rate:.0f}")  # fmt: skip
+        t.add_row(
+            s.dataset,
+            s.condition,
+            str(s.n),
+            s.correct.fmt(),
+            s.incorrect.fmt(),
+            s.not_attempted.fmt(),
+            s.s_075.fmt(),
+            s.abstention_recall.fmt() if s.unanswerable_n else "–",
+            f"{100 * s.search_call_rate:.0f}",
+        )
     out.print(t)
 
 
 @eval_app.command("run")
 def run(
-    datasets: Annotated[list[str], typer.Argument(
-        help="kb-answerable, kb-unanswerable, simpleqa:CSV, nq-open:JSONL, popqa:TSV, "
-             "selfaware:JSON, hf:NAME[:SPLIT], or a JSONL/JSON/CSV path.")],  # fmt: skip
+    datasets: Annotated[
+        list[str],
+        typer.Argument(
+            help="kb-answerable, kb-unanswerable, simpleqa:CSV, nq-open:JSONL, popqa:TSV, "
+            "selfaware:JSON, hf:NAME[:SPLIT], or a JSONL/JSON/CSV path."
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory (runs/NAME).")],
-    condition: Annotated[str, typer.Option(
-        help="Comma-separated: closed-book, tools, retrieval-failure.")] = "closed-book,tools",
-    failure_mode: Annotated[str, typer.Option(
-        help="retrieval-failure: empty (no passages) or distractor (unrelated ones).")] = "empty",
-    index: Annotated[Optional[Path], typer.Option(
-        help="Index for the tools condition [default: the built-in knowledge base].")] = None,
-    web: Annotated[bool, typer.Option(
-        "--web", help="Tools search the web (SPLICE_WEB_MODE=record|replay to reproduce "
-        "a run offline).")] = False,
+    condition: Annotated[
+        str, typer.Option(help="Comma-separated: closed-book, tools, retrieval-failure.")
+    ] = "closed-book,tools",
+    failure_mode: Annotated[
+        str,
+        typer.Option(help="retrieval-failure: empty (no passages) or distractor (unrelated ones)."),
+    ] = "empty",
+    index: Annotated[
+        Optional[Path],
+        typer.Option(help="Index for the tools condition [default: the built-in knowledge base]."),
+    ] = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Tools search the web (SPLICE_WEB_MODE=record|replay to reproduce a run offline).",
+        ),
+    ] = False,
     limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
     concurrency: Annotated[int, typer.Option(help="Questions in flight at once.")] = 16,
     grader: Annotated[str, typer.Option(help="rule (offline) or judge (LLM).")] = "rule",
-    judge_url: Annotated[Optional[str], typer.Option(
-        help="OpenAI-compatible server for --grader judge.")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(
-        help="Judge model name [default: the server's first].")] = None,
+    judge_url: Annotated[
+        Optional[str], typer.Option(help="OpenAI-compatible server for --grader judge.")
+    ] = None,
+    judge_model: Annotated[
+        Optional[str], typer.Option(help="Judge model name [default: the server's first].")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run: skip finished questions.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     max_tokens: Annotated[int, typer.Option(help="Tokens per generation segment.")] = 256,
     protocol: Annotated[str, typer.Option(help="splice, hermes or search-r1.")] = "splice",
-    search_first: Annotated[bool, typer.Option(
-        help="Prefill <search> with tools on (an untuned model never searches).")] = False,
+    search_first: Annotated[
+        bool, typer.Option(help="Prefill <search> with tools on (an untuned model never searches).")
+    ] = False,
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Context window.")] = 4096,
@@ -80,12 +111,23 @@ def run(
     from evals.runner import EvalConfig, run_eval
     from splice.defaults import close_retriever
 
-    cfg = EvalConfig(datasets=datasets, conditions=[c.strip() for c in condition.split(",") if c.strip()],
-                     failure_mode=failure_mode, index=str(index) if index else None, limit=limit,
-                     concurrency=concurrency, grader=grader, judge_url=judge_url,
-                     judge_model=judge_model, seed=seed, temperature=temperature,
-                     max_tokens=max_tokens, protocol=protocol, search_first=search_first,
-                     model=model or url or "")  # fmt: skip
+    cfg = EvalConfig(
+        datasets=datasets,
+        conditions=[c.strip() for c in condition.split(",") if c.strip()],
+        failure_mode=failure_mode,
+        index=str(index) if index else None,
+        limit=limit,
+        concurrency=concurrency,
+        grader=grader,
+        judge_url=judge_url,
+        judge_model=judge_model,
+        seed=seed,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        protocol=protocol,
+        search_first=search_first,
+        model=model or url or "",
+    )
     cfg.check()
     # Loaded before the engine starts, so a bad dataset fails in a second, not a minute.
     loaded = [load_dataset(spec).limit(limit) for spec in datasets]
@@ -113,15 +155,23 @@ def run(
         async with AsyncExitStack() as stack:
             stack.push_async_callback(close_retriever, retriever)
             engine = await stack.enter_async_context(
-                started_engine(url, vllm_config(model, max_model_len)))
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err) as progress:  # fmt: skip
+                started_engine(url, vllm_config(model, max_model_len))
+            )
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+            ) as progress:
                 task = progress.add_task("questions", total=None)
 
                 def describe() -> str:
-                    return (f"[green]{counts['CORRECT']} correct[/] [red]{counts['INCORRECT']} "
-                            f"hallucinated[/] [white]{counts['NOT_ATTEMPTED']} abstained[/]"
-                            + (f" {counts['other']} ungraded" if counts["other"] else ""))
+                    return (
+                        f"[green]{counts['CORRECT']} correct[/] [red]{counts['INCORRECT']} "
+                        f"hallucinated[/] [white]{counts['NOT_ATTEMPTED']} abstained[/]"
+                        + (f" {counts['other']} ungraded" if counts["other"] else "")
+                    )
 
                 def on_start(todo: int, done: int) -> None:
                     if done:
@@ -132,22 +182,32 @@ def run(
                     counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
                     progress.update(task, advance=1, description=describe())
 
-                return await run_eval(cfg, engine, out_dir, retriever=retriever,
-                                      index=local_index, resume=resume, datasets=loaded,
-                                      on_record=on_record, on_start=on_start)  # fmt: skip
+                return await run_eval(
+                    cfg,
+                    engine,
+                    out_dir,
+                    retriever=retriever,
+                    index=local_index,
+                    resume=resume,
+                    datasets=loaded,
+                    on_record=on_record,
+                    on_start=on_start,
+                )
 
     asyncio.run(main())
     report = write_report(out_dir)
     _print_summaries(json.loads((out_dir / "summary.json").read_text()))
-    out.print(f"wrote {out_dir / 'records.jsonl'}, {out_dir / 'summary.json'}, {report} "
-              "and PNG plots")  # fmt: skip
+    out.print(
+        f"wrote {out_dir / 'records.jsonl'}, {out_dir / 'summary.json'}, {report} and PNG plots"
+    )
 
 
 @eval_app.command("report")
 def report(
     run_dir: RunDir,
-    regrade: Annotated[bool, typer.Option(
-        help="Re-grade stored answers with the current rule grader first.")] = False,
+    regrade: Annotated[
+        bool, typer.Option(help="Re-grade stored answers with the current rule grader first.")
+    ] = False,
 ) -> None:
     """Write report.md and PNG plots (grades per condition, risk-coverage) for a run."""
     from evals.records import read_records, rewrite_records
@@ -155,8 +215,9 @@ def report(
     from evals.runner import regrade_records
 
     if regrade:
-        changed = rewrite_records(run_dir / "records.jsonl",
-                                  regrade_records(read_records(run_dir / "records.jsonl")))  # fmt: skip
+        changed = rewrite_records(
+            run_dir / "records.jsonl", regrade_records(read_records(run_dir / "records.jsonl"))
+        )
         err.print(f"re-graded: {changed} grades changed")
     path = write_report(run_dir)
     _print_summaries(json.loads((run_dir / "summary.json").read_text()))
@@ -167,7 +228,9 @@ def report(
 def compare(
     run_a: RunDir,
     run_b: RunDir,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Also write Markdown here.")] = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Also write Markdown here.")
+    ] = None,
 ) -> None:
     """Two runs side by side (e.g. before and after fine-tuning), with deltas."""
     from rich.markdown import Markdown
@@ -199,15 +262,18 @@ def agreement(run_dir: RunDir) -> None:
     for g in GRADES:
         t.add_row(g, *(str(result.matrix[g][h]) for h in GRADES))
     out.print(t)
-    tail = f"; {result.unparseable} unparseable judge replies left out" if result.unparseable else ""
+    tail = (
+        f"; {result.unparseable} unparseable judge replies left out" if result.unparseable else ""
+    )
     out.print(f"agreement {100 * result.observed:.1f}%, Cohen's kappa {result.kappa:.3f}{tail}")
 
 
 @eval_app.command("chat")
 def chat_check(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL of replies to write.")],
-    split: Annotated[str, typer.Option(help="Chat prompts split: heldout (never trained on) "
-                                       "or train.")] = "heldout",  # fmt: skip
+    split: Annotated[
+        str, typer.Option(help="Chat prompts split: heldout (never trained on) or train.")
+    ] = "heldout",
     max_tokens: Annotated[int, typer.Option(help="Tokens per generation segment.")] = 192,
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
@@ -224,8 +290,11 @@ def chat_check(
 
     async def main() -> list[dict[str, Any]]:
         async with started_engine(url, vllm_config(model)) as engine:
-            agent = Agent(engine, [IndexRetriever.open(ensure_kb_index()[0])],
-                          budgets=Budgets(max_segment_tokens=max_tokens))
+            agent = Agent(
+                engine,
+                [IndexRetriever.open(ensure_kb_index()[0])],
+                budgets=Budgets(max_segment_tokens=max_tokens),
+            )
             with err.status(f"{len(prompts)} chat prompts…"):
                 return await check_chat(agent, prompts)
 

@@ -18,14 +18,18 @@ index_app = typer.Typer(help="Build and search local FAISS indexes.", no_args_is
 
 InputsArg = Annotated[
     list[Path],
-    typer.Argument(help="JSONL ({id,title,text} or {id,contents}), .txt/.md/.html files, "
-                   "or directories of them."),  # fmt: skip
+    typer.Argument(
+        help="JSONL ({id,title,text} or {id,contents}), .txt/.md/.html files, "
+        "or directories of them."
+    ),
 ]
 DirArg = Annotated[Path, typer.Argument(help="Index directory.")]
 EmbedderOpt = Annotated[
     Optional[str],
-    typer.Option("--embedder", help="sentence-transformers name or path "
-                 "[default: all-MiniLM-L6-v2, bundled]."),  # fmt: skip
+    typer.Option(
+        "--embedder",
+        help="sentence-transformers name or path [default: all-MiniLM-L6-v2, bundled].",
+    ),
 ]
 
 
@@ -35,12 +39,15 @@ def _report_bad(exc: Exception) -> None:
 
 def _summarise(report, verb: str) -> None:  # type: ignore[no-untyped-def]
     rate = report.passages / report.embed_seconds if report.embed_seconds else 0.0
-    out.print(f"{verb} {report.passages:,} passages from {report.documents:,} documents in "
-              f"{report.seconds:.1f}s (embedding {rate:,.0f} passages/s)")  # fmt: skip
+    out.print(
+        f"{verb} {report.passages:,} passages from {report.documents:,} documents in "
+        f"{report.seconds:.1f}s (embedding {rate:,.0f} passages/s)"
+    )
     if report.duplicates:
         shown = ", ".join(report.duplicates[:5]) + (" …" if len(report.duplicates) > 5 else "")
-        err.print(f"[yellow]{len(report.duplicates)} duplicate ids skipped[/yellow]: "
-                  f"{escape(shown)}")  # fmt: skip
+        err.print(
+            f"[yellow]{len(report.duplicates)} duplicate ids skipped[/yellow]: {escape(shown)}"
+        )
 
 
 @index_app.command("build")
@@ -67,8 +74,8 @@ def build(
     ] = False,
 ) -> None:
     """Chunk, embed and index documents into DIR (written atomically)."""
-    from retrieval import ChunkConfig, Embedder, LocalIndex, read_documents
     from agent.errors import ConfigError
+    from retrieval import ChunkConfig, Embedder, LocalIndex, read_documents
 
     if index_type not in ("auto", "flat", "hnsw", "ivfpq"):
         raise ConfigError(f"unknown --type {index_type!r}: use flat, hnsw, ivfpq or auto")
@@ -78,17 +85,29 @@ def build(
         chunking = ChunkConfig(by=chunk_by, size=chunk_size, overlap=overlap)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[-1].strip()) from None
-    emb = Embedder(embedder or "all-MiniLM-L6-v2", query_prefix=query_prefix,
-                   passage_prefix=passage_prefix, batch_size=batch_size)  # fmt: skip
+    emb = Embedder(
+        embedder or "all-MiniLM-L6-v2",
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        batch_size=batch_size,
+    )
     docs = read_documents(inputs, on_bad=_report_bad if skip_bad else None)
     with err.status("reading documents…") as status:
         index, report = LocalIndex.build(
-            docs, out_dir, embedder=emb, index_type=index_type, chunking=chunking,  # type: ignore[arg-type]
-            overwrite=overwrite, progress=True, on_stage=lambda s: status.update(s + "…"),
-        )  # fmt: skip
+            docs,
+            out_dir,
+            embedder=emb,
+            index_type=index_type,
+            chunking=chunking,  # type: ignore[arg-type]
+            overwrite=overwrite,
+            progress=True,
+            on_stage=lambda s: status.update(s + "…"),
+        )
     _summarise(report, "indexed")
-    out.print(f"{index.manifest.index_type} index at {out_dir} ({index.manifest.dim}-dim, "
-              f"{index.manifest.embedder})")  # fmt: skip
+    out.print(
+        f"{index.manifest.index_type} index at {out_dir} ({index.manifest.dim}-dim, "
+        f"{index.manifest.embedder})"
+    )
 
 
 @index_app.command("add")
@@ -127,13 +146,17 @@ def search(
     index.check_dim()
     hits = index.search([query], k)[0]
     if as_json:
-        rows = [{"id": c.id, "title": c.title, "text": c.text, "score": round(s, 4),
-                 "source": c.source} for c, s in hits]  # fmt: skip
+        rows = [
+            {"id": c.id, "title": c.title, "text": c.text, "score": round(s, 4), "source": c.source}
+            for c, s in hits
+        ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     for rank, (c, s) in enumerate(hits, 1):
-        out.print(f"[bold]{rank}. {escape(c.title or c.id)}[/bold] [dim]{escape(c.id)} "
-                  f"score {s:.3f}[/dim]")  # fmt: skip
+        out.print(
+            f"[bold]{rank}. {escape(c.title or c.id)}[/bold] [dim]{escape(c.id)} "
+            f"score {s:.3f}[/dim]"
+        )
         out.print(escape(c.text), highlight=False)
         out.print()
 
@@ -154,12 +177,17 @@ def info(
         return
     table = Table(show_header=False, box=None)
     m = index.manifest
-    rows = [("path", str(index_dir)), ("passages", f"{m.count:,}"),
-            ("documents", f"{m.documents:,}"), ("type", m.index_type),
-            ("embedder", f"{m.embedder} ({m.dim}-dim)"),
-            ("chunking", f"{m.chunking.by}, {m.chunking.size} tokens, overlap {m.chunking.overlap}"),
-            ("size", f"{data['bytes'] / 1e6:.1f} MB"), ("updated", m.updated),
-            ("checksums", "verified" if verify else "sizes checked (--verify for sha256)")]  # fmt: skip
+    rows = [
+        ("path", str(index_dir)),
+        ("passages", f"{m.count:,}"),
+        ("documents", f"{m.documents:,}"),
+        ("type", m.index_type),
+        ("embedder", f"{m.embedder} ({m.dim}-dim)"),
+        ("chunking", f"{m.chunking.by}, {m.chunking.size} tokens, overlap {m.chunking.overlap}"),
+        ("size", f"{data['bytes'] / 1e6:.1f} MB"),
+        ("updated", m.updated),
+        ("checksums", "verified" if verify else "sizes checked (--verify for sha256)"),
+    ]
     if m.label:
         rows.append(("label", m.label))
     for key, val in rows:

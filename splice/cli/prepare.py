@@ -12,8 +12,12 @@ from .common import err, out
 __all__ = ["prepare"]
 
 STAGES = [
-    "verifying cache", "reading tokenizer", "dequantizing GGUF weights",
-    "adding tool-call tokens", "saving safetensors", "merging the fine-tuned adapter",
+    "verifying cache",
+    "reading tokenizer",
+    "dequantizing GGUF weights",
+    "adding tool-call tokens",
+    "saving safetensors",
+    "merging the fine-tuned adapter",
     "hashing files",
 ]
 
@@ -56,7 +60,9 @@ def prepare(
             done = STAGES.index(name) if name in STAGES else 0
             progress.update(task, completed=done, description=name)
 
-        chosen: Any = "shipped" if adapter is None else (None if adapter == "none" else Path(adapter))
+        chosen: Any = (
+            "shipped" if adapter is None else (None if adapter == "none" else Path(adapter))
+        )
         result = prepare_default(
             home, force=force, adapter=chosen, on_step=on_step, on_notice=err.print
         )

@@ -14,15 +14,21 @@ __all__ = ["probe"]
 
 
 def probe(
-    datasets: Annotated[Optional[list[str]], typer.Argument(
-        help="Questions with gold answers [default: kb-train trivia-train, the training "
-             "splits].")] = None,
+    datasets: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Questions with gold answers [default: kb-train trivia-train, the training "
+            "splits]."
+        ),
+    ] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write.")] = Path(
-        "runs/probe.jsonl"),
+        "runs/probe.jsonl"
+    ),
     k: Annotated[int, typer.Option("--k", help="Samples per question.")] = 5,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.7,
-    known_at: Annotated[float, typer.Option(
-        help="Share of correct samples that makes a question known.")] = 0.8,
+    known_at: Annotated[
+        float, typer.Option(help="Share of correct samples that makes a question known.")
+    ] = 0.8,
     limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     max_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 64,
@@ -45,22 +51,46 @@ def probe(
 
     async def main() -> list[Any]:
         async with started_engine(url, vllm_config(model)) as engine:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err) as progress:  # fmt: skip
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+            ) as progress:
                 task = progress.add_task("probing", total=len(items))
 
                 def on_record(rec: Any) -> None:
                     known[0] += rec.label == "known"
                     progress.update(task, advance=1, description=f"probing: {known[0]} known")
 
-                return await probe_questions(engine, items, k=k, temperature=temperature,
-                                             seed=seed, known_at=known_at, max_tokens=max_tokens,
-                                             concurrency=concurrency, on_record=on_record)  # fmt: skip
+                return await probe_questions(
+                    engine,
+                    items,
+                    k=k,
+                    temperature=temperature,
+                    seed=seed,
+                    known_at=known_at,
+                    max_tokens=max_tokens,
+                    concurrency=concurrency,
+                    on_record=on_record,
+                )
 
     records = asyncio.run(main())
-    write_probe(out_path, records, {"datasets": names, "sha256": [ds.sha256 for ds in loaded],
-                                    "k": k,
-                                    "temperature": temperature, "known_at": known_at,
-                                    "seed": seed, "model": model or url or "default"})  # fmt: skip
-    out.print(f"{len(records)} questions: {known[0]} known, {len(records) - known[0]} unknown "
-              f"-> {out_path}")  # fmt: skip
+    write_probe(
+        out_path,
+        records,
+        {
+            "datasets": names,
+            "sha256": [ds.sha256 for ds in loaded],
+            "k": k,
+            "temperature": temperature,
+            "known_at": known_at,
+            "seed": seed,
+            "model": model or url or "default",
+        },
+    )
+    out.print(
+        f"{len(records)} questions: {known[0]} known, {len(records) - known[0]} unknown "
+        f"-> {out_path}"
+    )

@@ -49,8 +49,10 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
         for c in answer.citations:
             console.print(f"  [dim][{escape(c.id)}] {escape(c.title)} {escape(c.source)}[/dim]")
         sampled = sum(answer.mask)
-        console.print(f"[dim]({sampled} tokens, {answer.searches} searches, "
-                      f"{answer.seconds:.1f}s)[/dim]", highlight=False)  # fmt: skip
+        console.print(
+            f"[dim]({sampled} tokens, {answer.searches} searches, {answer.seconds:.1f}s)[/dim]",
+            highlight=False,
+        )
     return answer
 
 

@@ -15,11 +15,14 @@ from .common import err, out, quiet
 
 __all__ = ["train_app"]
 
-train_app = typer.Typer(help="Build self-interrogation data and fine-tune the model.",
-                        no_args_is_help=True)  # fmt: skip
+train_app = typer.Typer(
+    help="Build self-interrogation data and fine-tune the model.", no_args_is_help=True
+)
 
-BaseOpt = Annotated[Optional[Path], typer.Option(
-    "--base", help="Model to start from [default: the prepared untuned base model].")]
+BaseOpt = Annotated[
+    Optional[Path],
+    typer.Option("--base", help="Model to start from [default: the prepared untuned base model]."),
+]
 
 
 def _base(base: Path | None) -> Path:
@@ -33,20 +36,28 @@ def _base(base: Path | None) -> Path:
 
 @train_app.command("data")
 def data(
-    probe: Annotated[Optional[Path], typer.Option(
-        help="`splice probe` output (known/unknown labels) [default: runs/probe.jsonl; "
-             "without it no closed-book known/unknown examples are made].")] = None,
+    probe: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="`splice probe` output (known/unknown labels) [default: runs/probe.jsonl; "
+            "without it no closed-book known/unknown examples are made]."
+        ),
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
-        "runs/train-data"),
+        "runs/train-data"
+    ),
     seed: Annotated[int, typer.Option(help="Sampling seed for the mix.")] = 0,
     tools_answer: Annotated[int, typer.Option(help="Search→read→answer examples.")] = 450,
-    tools_absent: Annotated[int, typer.Option(
-        help="Search→no answer in the passages→\"I don't know\" examples.")] = 200,
-    closed_unknown: Annotated[int, typer.Option(help="Closed-book \"I don't know\".")] = 250,
-    known_variants: Annotated[int, typer.Option(
-        help="Wordings per question the model knew (1-3).")] = 1,
-    chat: Annotated[bool, typer.Option(
-        help="Ordinary chat examples (runs the base model for its own replies).")] = True,
+    tools_absent: Annotated[
+        int, typer.Option(help='Search→no answer in the passages→"I don\'t know" examples.')
+    ] = 200,
+    closed_unknown: Annotated[int, typer.Option(help='Closed-book "I don\'t know".')] = 250,
+    known_variants: Annotated[
+        int, typer.Option(help="Wordings per question the model knew (1-3).")
+    ] = 1,
+    chat: Annotated[
+        bool, typer.Option(help="Ordinary chat examples (runs the base model for its own replies).")
+    ] = True,
     base: BaseOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
@@ -56,8 +67,15 @@ def data(
 
     from evals.kb import chat_prompts, kb_questions
     from splice.defaults import ensure_kb_index
-    from training.data import (DataConfig, build_examples, cached_chat_replies,
-                               generate_chat_replies, read_probe, run_gather, write_dataset)
+    from training.data import (
+        DataConfig,
+        build_examples,
+        cached_chat_replies,
+        generate_chat_replies,
+        read_probe,
+        run_gather,
+        write_dataset,
+    )
     from training.trajectories import Replayer
 
     model = _base(base)
@@ -68,11 +86,17 @@ def data(
     elif probe is not None:
         raise typer.BadParameter(f"{probe} does not exist (run `splice probe` first)")
     else:
-        err.print(f"[yellow]no probe at {probe_path}: no closed-book known/unknown examples "
-                  "(run `splice probe` first)[/yellow]")  # fmt: skip
-    cfg = DataConfig.from_counts(seed=seed, tools_answer=tools_answer,
-                                 closed_unknown=closed_unknown, tools_absent=tools_absent,
-                                 known_variants=known_variants)
+        err.print(
+            f"[yellow]no probe at {probe_path}: no closed-book known/unknown examples "
+            "(run `splice probe` first)[/yellow]"
+        )
+    cfg = DataConfig.from_counts(
+        seed=seed,
+        tools_answer=tools_answer,
+        closed_unknown=closed_unknown,
+        tools_absent=tools_absent,
+        known_variants=known_variants,
+    )
     t0 = time.perf_counter()
     with err.status("retrieving passages for the training questions…"):
         index, _ = ensure_kb_index()
@@ -101,22 +125,34 @@ def data(
     tokenizer = AutoTokenizer.from_pretrained(model)
     replayer = Replayer(tokenizer)
     with err.status("replaying trajectories through the agent loop…"):
-        examples = build_examples(replayer, probe=labels, passages=passages, chat_replies=replies,
-                                  cfg=cfg, log=lambda m: err.print(f"[dim]{escape(m)}[/dim]"))  # fmt: skip
+        examples = build_examples(
+            replayer,
+            probe=labels,
+            passages=passages,
+            chat_replies=replies,
+            cfg=cfg,
+            log=lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
+        )
     replayer.close()
-    meta = {"config": cfg.model_dump(), "probe": str(probe_path) if labels else None,
-            "base_model": str(model), "chat_replies": len(replies),
-            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    meta = {
+        "config": cfg.model_dump(),
+        "probe": str(probe_path) if labels else None,
+        "base_model": str(model),
+        "chat_replies": len(replies),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     path = write_dataset(out_dir, examples, tokenizer, meta)
     out.print(f"{len(examples)} examples -> {path} (data card: {out_dir / 'README.md'})")
 
 
 @train_app.command("sft")
 def sft(
-    data_path: Annotated[Path, typer.Option("--data", help="train.jsonl from `splice train data`.")
-                         ] = Path("runs/train-data/train.jsonl"),  # fmt: skip
+    data_path: Annotated[
+        Path, typer.Option("--data", help="train.jsonl from `splice train data`.")
+    ] = Path("runs/train-data/train.jsonl"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
-        "runs/sft"),
+        "runs/sft"
+    ),
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
     micro_batch: Annotated[int, typer.Option(help="Examples per forward pass.")] = 4,
@@ -125,16 +161,25 @@ def sft(
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for order and initialisation.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")
-                      ] = False,  # fmt: skip
-    ship: Annotated[bool, typer.Option(
-        help="Copy the adapter to training/adapter (what `splice prepare` merges).")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last checkpoint in --out.")
+    ] = False,
+    ship: Annotated[
+        bool,
+        typer.Option(help="Copy the adapter to training/adapter (what `splice prepare` merges)."),
+    ] = False,
     base: BaseOpt = None,
 ) -> None:
     """LoRA fine-tuning (attention + MLP, plus the tool tokens' embedding rows); loss on
     sampled ids only. Uses a GPU when there is one."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from training.data import read_dataset
     from training.sft import SFTConfig, train
@@ -143,25 +188,52 @@ def sft(
     if not data_path.is_file():
         raise typer.BadParameter(f"{data_path} does not exist (run `splice train data`)")
     examples = read_dataset(data_path)
-    cfg = SFTConfig(epochs=epochs, max_steps=max_steps, micro_batch=micro_batch,
-                    grad_accum=grad_accum, lr=lr, lora_r=lora_r, lora_alpha=2 * lora_r,
-                    save_every=save_every, seed=seed)  # fmt: skip
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as progress:  # fmt: skip
+    cfg = SFTConfig(
+        epochs=epochs,
+        max_steps=max_steps,
+        micro_batch=micro_batch,
+        grad_accum=grad_accum,
+        lr=lr,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
+        save_every=save_every,
+        seed=seed,
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
         task = progress.add_task("training", total=None)
         t0 = time.perf_counter()
 
         def on_step(step: int, total: int, loss: float, tokens: int) -> None:
             rate = tokens / max(1e-9, time.perf_counter() - t0)
-            progress.update(task, completed=step, total=total,
-                            description=f"training: loss {loss:.3f}, {rate:.0f} ids/s")  # fmt: skip
+            progress.update(
+                task,
+                completed=step,
+                total=total,
+                description=f"training: loss {loss:.3f}, {rate:.0f} ids/s",
+            )
             if not err.is_terminal:
                 err.print(f"step {step}/{total} loss {loss:.4f} ({rate:.0f} ids/s)")
 
-        result = train(model, examples, out_dir, cfg, resume=resume, on_step=on_step,
-                       log=lambda m: err.print(escape(m)))  # fmt: skip
-    out.print(f"{result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
-              f"({result.device}); final loss {result.final_loss:.3f} -> {result.adapter}")  # fmt: skip
+        result = train(
+            model,
+            examples,
+            out_dir,
+            cfg,
+            resume=resume,
+            on_step=on_step,
+            log=lambda m: err.print(escape(m)),
+        )
+    out.print(
+        f"{result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
+        f"({result.device}); final loss {result.final_loss:.3f} -> {result.adapter}"
+    )
     if ship:
         from splice.defaults import adapter_home
         from training.sft import ship_adapter
@@ -175,12 +247,18 @@ def sft(
 @train_app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="`splice eval run` directory of the model.")],
-    base_probe: Annotated[Path, typer.Option(
-        help="The base model's probe of the same held-out questions "
-             "(`splice probe kb-answerable trivia-heldout --model BASE`).")],
+    base_probe: Annotated[
+        Path,
+        typer.Option(
+            help="The base model's probe of the same held-out questions "
+            "(`splice probe kb-answerable trivia-heldout --model BASE`)."
+        ),
+    ],
     chat: Annotated[Path, typer.Option(help="`splice eval chat` output.")],
-    out_path: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Markdown to write [default: RUN/quality.md].")] = None,
+    out_path: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Markdown to write [default: RUN/quality.md]."),
+    ] = None,
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
     from evals.records import read_records
