@@ -1,1 +1,2 @@
-"""evals: see DESIGN.md's layout table; built by its own issue."""
+"""Evals: datasets (the built-in ones included), grading, metrics, the resumable
+runner, reports and plots. See docs/evaluation.md."""

@@ -1,4 +1,4 @@
-"""Metrics over graded records (DESIGN.md "Metrics"), with bootstrap intervals.
+"""Metrics over graded records (docs/design.md, "Metrics"), with bootstrap intervals.
 
 Pure: records in, numbers out. A record is a dict with at least ``grade``
 (CORRECT / INCORRECT / NOT_ATTEMPTED, or UNPARSEABLE from the judge, which is

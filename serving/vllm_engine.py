@@ -4,7 +4,7 @@ Each request is its own async stream, so many agent trajectories share one engin
 and vLLM's continuous batching keeps it busy while some wait on tools. Prefix
 caching is on: a resumed trajectory only prefills the tokens it appended.
 
-On a CPU-only machine the defaults follow measurements in DESIGN.md: float32 (about
+On a CPU-only machine the defaults follow measurements in docs/design.md: float32 (about
 4.5× faster than bfloat16 here), eager mode (skips minutes of inductor compilation),
 a 32-token KV block (the prefix cache reuses whole blocks only, and tool-loop
 prompts are short), a 2 GiB KV cache, and no core reserved for the engine core's

@@ -1,1 +1,2 @@
-"""training: see DESIGN.md's layout table; built by its own issue."""
+"""The fine-tuning recipe: the knowledge probe, the trajectory data, LoRA SFT, and the
+shipped adapter (``training/adapter``, package data). See docs/fine-tuning.md."""

@@ -101,8 +101,9 @@ def bench_web(
         Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
     ] = None,
 ) -> None:
-    """Concurrent page fetching against local servers: wall time vs the slowest page,
-    and what a never-finishing server costs."""
+    """Concurrent page fetching against local servers, and a hanging one.
+
+    Wall time against the slowest page, and what a never-finishing server costs."""
     from splice.bench.web import run_web_bench
 
     report = run_web_bench(pages=pages, slowest_s=slowest, hang_timeout_s=hang_timeout, log=dim)

@@ -137,6 +137,28 @@ async def started_engine(url: str | None, config: Any) -> AsyncIterator[Any]:
         yield engine
 
 
+def progress_bar(*, eta: bool = False) -> Any:
+    """The bar long commands share: description, bar, done/total, elapsed (and ETA)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err)
+
+
 def print_report(report: Any, out_path: Path | None) -> None:
     """A benchmark's table on stdout and, if asked, its figures as JSON."""
     out.print(report.table())

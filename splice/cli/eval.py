@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from .common import err, out, quiet, started_engine, vllm_config
+from .common import err, out, progress_bar, quiet, started_engine, vllm_config
 
 __all__ = ["eval_app"]
 
@@ -104,7 +104,6 @@ def run(
 ) -> None:
     """Run datasets × conditions through the agent; write records, summary and report."""
     quiet(verbose)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.datasets import load_dataset
     from evals.report import write_report
@@ -157,13 +156,7 @@ def run(
             engine = await stack.enter_async_context(
                 started_engine(url, vllm_config(model, max_model_len))
             )
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-            ) as progress:
+            with progress_bar() as progress:
                 task = progress.add_task("questions", total=None)
 
                 def describe() -> str:

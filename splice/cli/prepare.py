@@ -38,8 +38,10 @@ def prepare(
         ),
     ] = None,
 ) -> None:
-    """Build the default model (SmolLM2-135M-Instruct + tool-call tokens, with the
-    fine-tuned adapter merged in) and the built-in knowledge-base index under SPLICE_HOME."""
+    """Build the default model and the knowledge-base index under SPLICE_HOME.
+
+    The model is SmolLM2-135M-Instruct with the tool-call tokens added and the
+    fine-tuned adapter merged in."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from serving.environment import offline_hub

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import err, out, quiet, started_engine, vllm_config
+from .common import out, progress_bar, quiet, started_engine, vllm_config
 
 __all__ = ["probe"]
 
@@ -36,9 +36,10 @@ def probe(
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
 ) -> None:
-    """Knowledge probe: sample the model closed-book K times per question, grade each
-    sample, label every question known or unknown (self-interrogation)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Knowledge probe: label each question known or unknown to the model.
+
+    Samples the model closed-book K times per question and grades each sample
+    (the self-interrogation recipe)."""
 
     from evals.datasets import load_dataset
     from training.probe import probe_questions, write_probe
@@ -51,13 +52,7 @@ def probe(
 
     async def main() -> list[Any]:
         async with started_engine(url, vllm_config(model)) as engine:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-            ) as progress:
+            with progress_bar() as progress:
                 task = progress.add_task("probing", total=len(items))
 
                 def on_record(rec: Any) -> None:

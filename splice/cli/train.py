@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import err, out, quiet
+from .common import err, out, progress_bar, quiet
 
 __all__ = ["train_app"]
 
@@ -170,16 +170,10 @@ def sft(
     ] = False,
     base: BaseOpt = None,
 ) -> None:
-    """LoRA fine-tuning (attention + MLP, plus the tool tokens' embedding rows); loss on
-    sampled ids only. Uses a GPU when there is one."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """LoRA fine-tuning; uses a GPU when there is one.
+
+    LoRA on attention and MLP, plus the tool tokens' embedding rows; the loss is on
+    sampled ids only."""
 
     from training.data import read_dataset
     from training.sft import SFTConfig, train
@@ -199,14 +193,7 @@ def sft(
         save_every=save_every,
         seed=seed,
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    ) as progress:
+    with progress_bar(eta=True) as progress:
         task = progress.add_task("training", total=None)
         t0 = time.perf_counter()
 
