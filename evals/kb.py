@@ -13,7 +13,6 @@ index is committed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -103,11 +102,10 @@ def _article_files() -> list[Path]:
 def kb_entries() -> tuple[KBEntry, ...]:
     entries: list[KBEntry] = []
     for path in _article_files():
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for lineno, row in iter_jsonl(path):
             try:
-                row = json.loads(line)
+                if isinstance(row, ValueError):  # not UTF-8 JSON
+                    raise row
                 entries.append(
                     KBEntry(
                         id=row["id"],

@@ -3,6 +3,10 @@
 A run killed with ``kill -9`` loses at most the questions in flight: every finished
 record is on disk before the next starts writing, and a torn last line (killed
 mid-write) is cut off on resume, so no question is ever counted twice.
+
+Records are split on the newline byte alone. ``json.dumps`` escapes every control
+character but writes Unicode line separators (U+2028, U+0085, ...) raw, and
+``str.splitlines`` would split a record on them.
 """
 
 from __future__ import annotations
@@ -24,17 +28,18 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out, seen = [], set()
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break  # torn by a kill mid-write
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        key = record_key(rec)
-        if key not in seen:
-            seen.add(key)
-            out.append(rec)
+    with path.open("rb") as fh:
+        for raw in fh:  # binary iteration splits on b"\n" only
+            if not raw.endswith(b"\n"):
+                break  # torn by a kill mid-write
+            try:
+                rec = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            key = record_key(rec)
+            if key not in seen:
+                seen.add(key)
+                out.append(rec)
     return out
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "EmptyRetriever",
     "DistractorRetriever",
     "regrade_records",
+    "manifest_differences",
 ]
 
 CONDITIONS = ("closed-book", "tools", "retrieval-failure")
@@ -171,6 +172,27 @@ def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float
     }
 
 
+# What may change between a run and its resume without changing any record's meaning.
+RESUMABLE_CHANGES = frozenset({"concurrency", "limit"})
+
+
+def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What a resume would change: settings, dataset contents or the model, by name."""
+    out = []
+    old_cfg, new_cfg = old.get("config", {}), new.get("config", {})
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
+            out.append(f"{key} {old_cfg.get(key)!r} → {new_cfg.get(key)!r}")
+    if old.get("model") != new.get("model"):
+        out.append(f"model {old.get('model')!r} → {new.get('model')!r}")
+    old_ds, new_ds = old.get("datasets", {}), new.get("datasets", {})
+    for name in sorted(set(old_ds) | set(new_ds)):
+        a, b = old_ds.get(name, {}), new_ds.get(name, {})
+        if a.get("sha256") != b.get("sha256"):
+            out.append(f"dataset {name} changed" if a and b else f"dataset {name} differs")
+    return out
+
+
 async def run_eval(
     cfg: EvalConfig,
     engine: Engine,
@@ -207,10 +229,11 @@ async def run_eval(
     mpath = out_dir / "manifest.json"
     if resume and mpath.exists():
         old = json.loads(mpath.read_text())
-        if old.get("config", {}).get("seed") != cfg.seed:
+        differences = manifest_differences(old, manifest)
+        if differences:
             raise ConfigError(
-                f"{out_dir} was run with seed {old['config'].get('seed')}; resume "
-                "with the same settings or choose another --out"
+                f"{out_dir} was run with other settings ({'; '.join(differences)}): resume "
+                "with the same ones or choose another --out"
             )
         manifest["resumed"] = manifest.pop("started")
         manifest["started"] = old.get("started")

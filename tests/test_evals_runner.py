@@ -177,3 +177,26 @@ async def test_existing_run_needs_resume_and_bad_config_is_refused(
         await run_eval(
             EvalConfig(datasets=[str(data)], conditions=["tools"]), engine, tmp_path / "y"
         )
+
+
+async def test_resume_refuses_other_settings_and_names_them(tmp_path: Path, tokenizer) -> None:
+    data = _dataset(tmp_path, 2)
+    engine = ScriptedEngine(
+        lambda p, s: tokenizer.encode("<answer> Lyon </answer>", add_special_tokens=False),
+        tokenizer,
+    )
+    cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"])
+    await run_eval(cfg, engine, tmp_path / "r")
+    other = cfg.model_copy(update={"protocol": "hermes"})
+    with pytest.raises(ConfigError, match="protocol 'splice' → 'hermes'"):
+        await run_eval(other, engine, tmp_path / "r", resume=True)
+    data.write_text(data.read_text().replace("number 0", "number zero"))
+    with pytest.raises(ConfigError, match="dataset .* changed"):
+        await run_eval(cfg, engine, tmp_path / "r", resume=True)
+    data.write_text(data.read_text().replace("number zero", "number 0"))
+    # More questions in flight changes no record: accepted, nothing re-asked.
+    asked = len(engine.requests)
+    recs = await run_eval(
+        cfg.model_copy(update={"concurrency": 3}), engine, tmp_path / "r", resume=True
+    )
+    assert len(recs) == 2 and len(engine.requests) == asked

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -248,6 +247,7 @@ def report(
     ] = None,
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
+    from evals.kb import read_rows
     from evals.records import read_records
     from training.data import read_probe
     from training.quality import quality_bar, render_bar
@@ -256,7 +256,7 @@ def report(
         if not p.is_file():
             raise typer.BadParameter(f"{p} does not exist")
     labels = {k: v["label"] for k, v in read_probe(base_probe).items()}
-    chat_rows = [json.loads(line) for line in chat.read_text().splitlines() if line.strip()]
+    chat_rows = read_rows(chat, ("id", "searches"))
     rows = quality_bar(read_records(run_dir / "records.jsonl"), labels, chat_rows)
     text = render_bar(rows, f"Quality bar: {run_dir.name}")
     dest = out_path or run_dir / "quality.md"
