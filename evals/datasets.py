@@ -9,6 +9,8 @@ Names accepted by :func:`load_dataset`:
 - ``trivia-heldout``: easy general-knowledge questions (``evals/data/trivia.jsonl``)
   that training never saw, to check the model still answers what it knew;
 - ``kb-train`` / ``trivia-train``: the training splits, input of the knowledge probe;
+- ``reading-{answerable,unanswerable,removed}-{dev,test}``: the reading corpus
+  (``evals/data/reading``; see :mod:`evals.reading`), and ``reading-train``;
 - ``simpleqa:PATH`` (CSV: problem, answer), ``nq-open:PATH`` (JSONL: question,
   answer list), ``popqa:PATH`` (TSV: question, possible_answers as JSON),
   ``selfaware:PATH`` (JSON: question, answer, answerable);
@@ -33,8 +35,23 @@ __all__ = ["EvalItem", "Dataset", "DatasetError", "load_dataset", "item_from_row
 
 QUESTION_FIELDS = ("question", "problem", "query")
 GOLD_FIELDS = ("answers", "answer", "golden_answers", "possible_answers")
-BUILTIN = ("kb-answerable", "kb-unanswerable", "kb-train", "trivia-train", "trivia-heldout")
-# kb-train and trivia-train: the knowledge probe's input (training data), never evaluated.
+READING = tuple(
+    f"reading-{kind}-{split}"
+    for split in ("dev", "test")
+    for kind in ("answerable", "unanswerable", "removed")
+)
+BUILTIN = (
+    "kb-answerable",
+    "kb-unanswerable",
+    "kb-train",
+    "trivia-train",
+    "trivia-heldout",
+    *READING,
+    "reading-train",
+)
+# kb-train, trivia-train and reading-train: the knowledge probe's input (training
+# data), never evaluated. reading-*-dev is for tuning decisions, reading-*-test for
+# the final figures.
 
 
 class EvalItem(BaseModel):
@@ -190,6 +207,21 @@ def _builtin(name: str) -> Dataset:
         ds = _from_file(path, name)
         split = name.removeprefix("trivia-")
         return ds.model_copy(update={"items": [i for i in ds.items if split_of(i.id) == split]})
+    if name.startswith("reading-"):
+        from .reading import reading_fingerprint, reading_questions
+
+        if name == "reading-train":
+            qs = reading_questions("train", "answerable")
+        else:
+            _, kind, split = name.split("-")
+            qs = reading_questions(split, kind)  # type: ignore[arg-type]
+        items = [
+            EvalItem(id=q.id, question=q.question, answers=q.answers, answerable=q.answerable)
+            for q in qs
+        ]
+        if not items:
+            raise DatasetError(name, "the reading corpus holds no such questions yet")
+        return Dataset(name=name, items=items, sha256=f"reading:{reading_fingerprint()}")
     if name == "kb-train":  # answerable training-split questions: the knowledge probe's input
         qs = kb_questions(split="train", answerable=True)
     else:

@@ -36,13 +36,25 @@ Reply with one letter: A, B or C."""
 _LETTER = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}
 
 
+_GRADE_WORD = re.compile(r"NOT[_ ]ATTEMPTED|INCORRECT|CORRECT", re.I)
+# A grade word after one of these ("not correct", "isn't correct", "never
+# correct") means something else than the word: such a reply is not trusted.
+_NEGATED = re.compile(r"(?:\b(?:not|never|no|neither|nor|hardly)|n't)\W+(?:\w+\W+)?$", re.I)
+
+
 def parse_judge_reply(reply: str) -> str:
+    """The grade a reply names: a leading letter (A/B/C), else exactly one grade word
+    that no negation qualifies. Anything else is UNPARSEABLE, counted apart."""
     text = reply.strip()
-    words = re.findall(r"NOT_ATTEMPTED|INCORRECT|CORRECT", text.upper())
-    if len(set(words)) == 1:
-        return words[0]
-    m = re.match(r"^\W*([ABC])\b", text)
-    return _LETTER[m.group(1)] if m else UNPARSEABLE
+    m = re.match(r"^\W*([ABC])\b(?!')", text)
+    if m:
+        return _LETTER[m.group(1)]
+    grades = set()
+    for w in _GRADE_WORD.finditer(text):
+        if _NEGATED.search(text[max(0, w.start() - 24) : w.start()]):
+            return UNPARSEABLE
+        grades.add(w.group(0).upper().replace(" ", "_"))
+    return grades.pop() if len(grades) == 1 else UNPARSEABLE
 
 
 class Judge:
@@ -101,5 +113,7 @@ class Judge:
             )
         except openai.OpenAIError as exc:
             return UNPARSEABLE, f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        if not resp.choices:
+            return UNPARSEABLE, "error: the judge's response had no choices"
         reply = resp.choices[0].message.content or ""
         return parse_judge_reply(reply), reply

@@ -16,18 +16,27 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RecordLog", "read_records", "record_key", "rewrite_records"]
+__all__ = ["RecordLog", "read_records", "record_key", "rewrite_records", "is_final", "RETRIED"]
+
+# Grades a resume tries again: the question was not answered (an engine or tool
+# failure) or the judge's reply could not be read. Any other grade is final.
+RETRIED = frozenset({"ERROR", "UNPARSEABLE"})
 
 
 def record_key(rec: dict[str, Any]) -> tuple[str, str, str]:
     return rec["dataset"], rec["condition"], rec["id"]
 
 
+def is_final(rec: dict[str, Any]) -> bool:
+    return rec.get("grade") not in RETRIED
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Complete records; a torn final line is ignored, duplicates keep the first."""
+    """Complete records, one per question: a torn final line is ignored; of several
+    records of one question the first final one wins, else the latest retry."""
     if not path.exists():
         return []
-    out, seen = [], set()
+    by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
     with path.open("rb") as fh:
         for raw in fh:  # binary iteration splits on b"\n" only
             if not raw.endswith(b"\n"):
@@ -37,10 +46,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             except (ValueError, UnicodeDecodeError):
                 continue
             key = record_key(rec)
-            if key not in seen:
-                seen.add(key)
-                out.append(rec)
-    return out
+            if key not in by_key or not is_final(by_key[key]):
+                by_key[key] = rec  # dicts keep first-insertion order
+    return list(by_key.values())
 
 
 class RecordLog:

@@ -29,7 +29,7 @@ from agent.trace import GenerationStep, ToolResultStep
 from .datasets import Dataset, load_dataset
 from .grading import grade_answer
 from .judge import Judge
-from .records import RecordLog, read_records, record_key
+from .records import RecordLog, is_final, read_records, record_key
 from .report import write_summary
 
 __all__ = [
@@ -273,7 +273,7 @@ async def run_eval(
     }
 
     log = RecordLog(records_path)
-    done = {record_key(r) for r in read_records(records_path)}
+    done = {record_key(r) for r in read_records(records_path) if is_final(r)}
     jobs = [
         (d, c, item)
         for d in datasets

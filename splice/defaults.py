@@ -18,7 +18,9 @@ from agent import Agent, Engine, InMemoryRetriever, Passage, Retriever
 from agent.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from agent.protocols.splice import SPECIAL_TOKENS
 from agent.settings import WebSettings, splice_home
+from agent.tools import Document
 from evals.kb import kb_documents, kb_fingerprint
+from evals.reading import reading_documents, reading_fingerprint
 from retrieval import Embedder, IndexRetriever, LocalIndex
 from retrieval.corpus import read_jsonl_documents
 from serving.factory import open_engine
@@ -30,6 +32,7 @@ __all__ = [
     "adapter_home",
     "prepare_default",
     "kb_index_path",
+    "builtin_documents",
     "ensure_kb_index",
     "open_retriever",
     "close_retriever",
@@ -71,6 +74,12 @@ def prepare_default(
     )
 
 
+def builtin_documents() -> list[Document]:
+    """The built-in index's documents: the knowledge base and the reading corpus
+    (less the passages its dev/test splits remove on purpose)."""
+    return [*kb_documents(), *reading_documents()]
+
+
 def kb_index_path(home: Path | None = None) -> Path:
     return (home or splice_home()) / "kb-index"
 
@@ -85,7 +94,7 @@ def ensure_kb_index(
 
     Returns (path, built). A stale or damaged index is rebuilt."""
     path = kb_index_path(home)
-    label = f"splice-kb:{kb_fingerprint()}"
+    label = f"splice-kb:{kb_fingerprint()}:{reading_fingerprint()}"
     try:
         if LocalIndex.read_manifest(path).label == label:
             LocalIndex.open(path).close()  # sizes and counts agree
@@ -93,7 +102,7 @@ def ensure_kb_index(
     except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
         pass
     LocalIndex.build(
-        kb_documents(),
+        builtin_documents(),
         path,
         index_type="flat",
         overwrite=True,

@@ -65,6 +65,17 @@ def test_normalize_and_numbers() -> None:
 
 def test_judge_reply_parsing() -> None:
     assert parse_judge_reply("A") == "CORRECT"
+    # Negation: the word "correct" in "not correct" is not a CORRECT grade.
+    for negated in (
+        "The answer is not correct.",
+        "It isn't correct",
+        "never CORRECT",
+        "not really correct",
+    ):
+        assert parse_judge_reply(negated) == "UNPARSEABLE", negated
+    assert parse_judge_reply("B) not correct") == "INCORRECT"
+    assert parse_judge_reply("not attempted") == "NOT_ATTEMPTED"
+    assert parse_judge_reply("correct or incorrect") == "UNPARSEABLE"
     assert parse_judge_reply(" B) INCORRECT") == "INCORRECT"
     assert parse_judge_reply("NOT_ATTEMPTED") == "NOT_ATTEMPTED"
     assert parse_judge_reply("The answer seems fine to me") == "UNPARSEABLE"

@@ -200,3 +200,26 @@ async def test_resume_refuses_other_settings_and_names_them(tmp_path: Path, toke
         cfg.model_copy(update={"concurrency": 3}), engine, tmp_path / "r", resume=True
     )
     assert len(recs) == 2 and len(engine.requests) == asked
+
+
+async def test_resume_retries_failed_questions_only(tmp_path: Path, tokenizer) -> None:
+    from agent.errors import EngineError
+
+    data = _dataset(tmp_path, 3)
+    broken = {"on": True}
+
+    def handler(prompt, params):
+        if broken["on"] and "number 1?" in tokenizer.decode(prompt):
+            raise EngineError("the engine died")
+        return tokenizer.encode("<answer> Lyon </answer>", add_special_tokens=False)
+
+    engine = ScriptedEngine(handler, tokenizer)
+    cfg = EvalConfig(datasets=[str(data)], conditions=["closed-book"])
+    first = await run_eval(cfg, engine, tmp_path / "r")
+    assert [r["grade"] for r in first if r["id"] == "q1"] == ["ERROR"]
+    broken["on"] = False
+    asked = len(engine.requests)
+    again = await run_eval(cfg, engine, tmp_path / "r", resume=True)
+    assert len(engine.requests) == asked + 1  # only the failed question
+    assert [r["grade"] for r in again if r["id"] == "q1"] == ["INCORRECT"]
+    assert len(again) == 3

@@ -64,3 +64,24 @@ def test_torn_tail_is_dropped_and_cut_on_reopen(tmp_path: Path) -> None:
     assert read_records(path) == [good]
     RecordLog(path).close()
     assert path.read_bytes().endswith(b"\n") and read_records(path) == [good]
+
+
+def test_a_failed_record_is_replaced_by_its_retry_and_a_final_one_never(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    log = RecordLog(path)
+    failed = {**_record(0, "q", ""), "grade": "ERROR"}
+    unreadable = {**_record(1, "q", "a"), "grade": "UNPARSEABLE"}
+    final = _record(2, "q", "a")
+    for rec in (
+        failed,
+        unreadable,
+        final,
+        _record(0, "q", "retried"),
+        {**final, "answer": "a second, later answer"},
+    ):
+        log.append(rec)
+    log.close()
+    got = read_records(path)
+    assert [r["id"] for r in got] == ["q0", "q1", "q2"]
+    assert got[0]["answer"] == "retried" and got[1]["grade"] == "UNPARSEABLE"
+    assert got[2]["answer"] == "a"

@@ -19,6 +19,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel
 from agent.tools import Passage
 from evals.grading import normalize
 from evals.kb import KBQuestion, builtin_file, chat_prompts, kb_questions, read_rows, split_of
+from evals.reading import ReadingPassage, reading_passages, reading_questions
 from retrieval.chunking import doc_id_of
 
 from .trajectories import KINDS, Example, Replayer, arrange_passages, query_variants
@@ -84,6 +86,14 @@ class DataConfig(BaseModel):
     questions are known, so more wordings give them more weight against the many
     "I don't know" examples."""
     retrieve_k: int = 12
+    reading_answer: int = 0
+    """Reading corpus: search, the gold passage among 1-3 (its subject's other passages
+    preferred as distractors), answer with the span."""
+    reading_absent: int = 0
+    """Reading corpus: an adversarial question, the passages retrieved for it (its own
+    passage among them when retrieved), "I don't know"."""
+    reading_removed: int = 0
+    """Reading corpus: an answerable question with its passage removed, "I don't know"."""
 
     @classmethod
     def from_counts(cls, *, tools_absent: int, **kwargs: Any) -> DataConfig:
@@ -116,10 +126,33 @@ def _holds(text: str, answers: Sequence[str]) -> bool:
     return any(normalize(a) and normalize(a) in t for a in answers)
 
 
+def is_training_document(doc_id: str) -> bool:
+    """A reading passage by its subject's split, anything else by the KB's split."""
+    passage = _reading_by_id().get(doc_id)
+    if passage is not None:
+        return passage.split == "train"
+    return split_of(doc_id) == "train"
+
+
+@lru_cache(maxsize=1)
+def _reading_by_id() -> dict[str, ReadingPassage]:
+    return {p.id: p for p in reading_passages()}
+
+
 async def gather_passages(retriever: Any, questions: Sequence[str], k: int) -> list[list[Passage]]:
-    """Top-k passages per question, held-out documents removed."""
+    """Top-k passages per question, held-out (dev, test) documents removed."""
     results = await retriever.search_many(list(questions), k=k)
-    return [[p for p in ps if split_of(_doc(p)) == "train"] for ps in results]
+    return [[p for p in ps if is_training_document(_doc(p))] for ps in results]
+
+
+def training_questions() -> list[KBQuestion]:
+    """Every question whose passages ``splice train data`` gathers: the KB's and the
+    reading corpus's training splits."""
+    return [
+        *kb_questions(split="train"),
+        *reading_questions("train", "answerable"),
+        *reading_questions("train", "unanswerable"),
+    ]
 
 
 def cached_chat_replies(
@@ -272,6 +305,8 @@ def build_examples(
         )
         removed += 1
 
+    _add_reading(add, replayer, passages, cfg, rng, skipped)
+
     # closed-book: known → answer, unknown → "I don't know" (labels from the probe)
     golds = {q.id: (q.question, q.answers) for q in answerable}
     golds.update({t["id"]: (t["question"], t["answers"]) for t in _trivia("train")})
@@ -305,6 +340,91 @@ def build_examples(
     for why, n in sorted(skipped.items()):
         log(f"skipped {n}: {why}")
     return dedupe(examples)
+
+
+def _add_reading(
+    add: Callable[..., None],
+    replayer: Replayer,
+    passages: dict[str, list[Passage]],
+    cfg: DataConfig,
+    rng: random.Random,
+    skipped: Counter[str],
+) -> None:
+    """The reading corpus's kinds: read a dense real paragraph and answer with its span,
+    or abstain when the paragraph (or its neighbours) does not say."""
+    by_id = _reading_by_id()
+
+    def subject(doc: str) -> str | None:
+        p = by_id.get(doc)
+        return p.subject if p is not None else None
+
+    def distractors(q: KBQuestion, got: Sequence[Passage]) -> list[Passage]:
+        # The hard case first: a neighbour paragraph on the same subject.
+        others = [p for p in got if _doc(p) != q.source_id]
+        same = [p for p in others if subject(_doc(p)) == subject(q.source_id)]
+        return same + [p for p in others if p not in same]
+
+    answerable = reading_questions("train", "answerable")
+    rng.shuffle(answerable)
+    used = 0
+    for q in answerable:
+        if used >= cfg.reading_answer:
+            break
+        got = passages.get(q.id, [])
+        gold = next(
+            (
+                p
+                for p in got
+                if _doc(p) == q.source_id and _holds(replayer.visible_block(p), q.answers)
+            ),
+            None,
+        )
+        if gold is None:
+            skipped["reading-answer: gold passage not retrieved or cut"] += 1
+            continue
+        psg = arrange_passages(gold, distractors(q, got), rng)
+        query = rng.choice(query_variants(q.question))
+        add(
+            "reading-answer",
+            q.id,
+            q.question,
+            [replayer.search(query), replayer.answer(q.answers[0])],
+            tools=True,
+            psg=psg,
+        )
+        used += 1
+
+    unanswerable = reading_questions("train", "unanswerable")
+    for q in rng.sample(unanswerable, min(cfg.reading_absent, len(unanswerable))):
+        got = passages.get(q.id, [])
+        own = [p for p in got if _doc(p) == q.source_id][:1]
+        psg = arrange_passages(own[0] if own else None, distractors(q, got), rng)
+        add(
+            "reading-absent",
+            q.id,
+            q.question,
+            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
+            tools=True,
+            psg=psg,
+        )
+
+    removed = 0
+    for q in answerable[::-1]:
+        if removed >= cfg.reading_removed:
+            break
+        rest = distractors(q, passages.get(q.id, []))
+        if not rest or any(_holds(p.text, q.answers) for p in rest):
+            skipped["reading-removed: another passage holds the answer"] += 1
+            continue
+        add(
+            "reading-removed",
+            q.id,
+            q.question,
+            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
+            tools=True,
+            psg=arrange_passages(None, rest, rng),
+        )
+        removed += 1
 
 
 def known_wordings(question: str) -> list[str]:
@@ -376,6 +496,9 @@ def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
         "Kinds: `tools-answer` = search, the gold passage among 1–3 passages at a random "
         "position, answer; `tools-absent` = search, passages without the answer (fictional "
         'entities absent from the corpus, or the source article removed), "I don\'t know"; '
+        "`reading-answer` / `reading-absent` / `reading-removed` = the same over the "
+        "reading corpus's dense real-world paragraphs (gold span; adversarial question "
+        "beside its own paragraph; source paragraph removed); "
         '`closed-known` / `closed-unknown` = no tools, answer or "I don\'t know" by the '
         "probe's label; `chat` = ordinary prompts with the base model's own replies, with "
         "and without tools; `identity` = who the assistant is, from its system prompt. "

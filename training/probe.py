@@ -1,8 +1,13 @@
 """The knowledge probe (self-interrogation, step 2): sample the base model closed-book
 K times per question, grade every sample, and label the question known or unknown.
 
-A question is *known* when at least ``known_at`` of its samples are correct
-(default 0.8, four of five): consistently right, not lucky once. The probe drives
+The default rule (``greedy``) calls a question *known* when the greedy answer is
+correct and at least ``known_at`` of the samples are too (default 0.2: one of five),
+so the label matches what the model says at temperature 0, where it is evaluated,
+and a lucky greedy guess is not enough. The older ``sampled`` rule asks only for
+``known_at`` of the samples (it was 0.8, four of five): measured, it called 54 of
+1,372 questions known and the tuned model then abstained on almost everything
+closed-book, including what it knew. The probe drives
 ``Agent`` with tools off, so it sees exactly the prompt an eval's closed-book
 condition sees; all K x N requests run concurrently over the shared engine.
 """
@@ -13,7 +18,7 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -34,11 +39,25 @@ class ProbeRecord(BaseModel):
     grades: list[str]
     correct_fraction: float
     label: str  # "known" | "unknown"
+    greedy: str | None = None
+    greedy_grade: str | None = None
 
 
-def label(grades: Sequence[str], known_at: float) -> tuple[float, str]:
+KnownRule = Literal["greedy", "sampled"]
+
+
+def label(
+    grades: Sequence[str],
+    known_at: float,
+    *,
+    greedy_grade: str | None = None,
+    rule: KnownRule = "sampled",
+) -> tuple[float, str]:
     frac = sum(g == Grade.CORRECT.value for g in grades) / len(grades) if grades else 0.0
-    return frac, ("known" if frac >= known_at else "unknown")
+    known = frac >= known_at
+    if rule == "greedy":
+        known = known and greedy_grade == Grade.CORRECT.value
+    return frac, ("known" if known else "unknown")
 
 
 async def probe_questions(
@@ -48,7 +67,8 @@ async def probe_questions(
     k: int = 5,
     temperature: float = 0.7,
     seed: int = 0,
-    known_at: float = 0.8,
+    known_at: float = 0.2,
+    rule: KnownRule = "greedy",
     max_tokens: int = 64,
     concurrency: int = 32,
     on_record: Callable[[ProbeRecord], None] | None = None,
@@ -68,18 +88,24 @@ async def probe_questions(
         )
         for i in range(k)
     ]
+    greedy_agent = Agent(
+        engine, [], use_tools=False, budgets=Budgets(max_segment_tokens=max_tokens)
+    )
 
     async def one_sample(agent: Agent, item: EvalItem) -> str:
         async with gate:
             return (await agent.aask(item.question)).text
 
     async def one(item: EvalItem) -> ProbeRecord:
-        samples = await asyncio.gather(*(one_sample(a, item) for a in agents))
-        grades = [
+        wanted = [*agents, greedy_agent] if rule == "greedy" else agents
+        outputs = await asyncio.gather(*(one_sample(a, item) for a in wanted))
+        graded = [
             grade_answer(s, item.answers, acceptable_range=item.acceptable_range).value
-            for s in samples
+            for s in outputs
         ]
-        frac, lab = label(grades, known_at)
+        samples, grades = outputs[:k], graded[:k]
+        greedy, greedy_grade = (outputs[k], graded[k]) if rule == "greedy" else (None, None)
+        frac, lab = label(grades, known_at, greedy_grade=greedy_grade, rule=rule)
         rec = ProbeRecord(
             id=item.id,
             question=item.question,
@@ -88,6 +114,8 @@ async def probe_questions(
             grades=grades,
             correct_fraction=frac,
             label=lab,
+            greedy=greedy,
+            greedy_grade=greedy_grade,
         )
         if on_record:
             on_record(rec)

@@ -27,12 +27,25 @@ from serving.scripted import ScriptedEngine
 
 __all__ = ["Example", "Kind", "KINDS", "Replayer", "query_variants", "arrange_passages"]
 
-Kind = Literal["closed-known", "closed-unknown", "tools-answer", "tools-absent", "chat", "identity"]
+Kind = Literal[
+    "closed-known",
+    "closed-unknown",
+    "tools-answer",
+    "tools-absent",
+    "reading-answer",
+    "reading-absent",
+    "reading-removed",
+    "chat",
+    "identity",
+]
 KINDS: tuple[str, ...] = (
     "closed-known",
     "closed-unknown",
     "tools-answer",
     "tools-absent",
+    "reading-answer",
+    "reading-absent",
+    "reading-removed",
     "chat",
     "identity",
 )

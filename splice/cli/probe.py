@@ -28,7 +28,14 @@ def probe(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.7,
     known_at: Annotated[
         float, typer.Option(help="Share of correct samples that makes a question known.")
-    ] = 0.8,
+    ] = 0.2,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="greedy: the greedy answer is correct and --known-at of the samples; "
+            "sampled: --known-at of the samples only."
+        ),
+    ] = "greedy",
     limit: Annotated[Optional[int], typer.Option(help="First N questions per dataset.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     max_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 64,
@@ -44,6 +51,8 @@ def probe(
     from evals.datasets import load_dataset
     from training.probe import probe_questions, write_probe
 
+    if rule not in ("greedy", "sampled"):
+        raise typer.BadParameter(f"--rule must be greedy or sampled, not {rule!r}")
     quiet(False)
     names = datasets or ["kb-train", "trivia-train"]
     loaded = [load_dataset(name).limit(limit) for name in names]
@@ -66,6 +75,7 @@ def probe(
                     temperature=temperature,
                     seed=seed,
                     known_at=known_at,
+                    rule=rule,  # type: ignore[arg-type]
                     max_tokens=max_tokens,
                     concurrency=concurrency,
                     on_record=on_record,
@@ -81,6 +91,7 @@ def probe(
             "k": k,
             "temperature": temperature,
             "known_at": known_at,
+            "rule": rule,
             "seed": seed,
             "model": model or url or "default",
         },

@@ -51,6 +51,16 @@ def data(
         int, typer.Option(help='Search→no answer in the passages→"I don\'t know" examples.')
     ] = 200,
     closed_unknown: Annotated[int, typer.Option(help='Closed-book "I don\'t know".')] = 250,
+    reading_answer: Annotated[
+        int, typer.Option(help="Reading corpus: search→dense paragraph→span answer.")
+    ] = 900,
+    reading_absent: Annotated[
+        int,
+        typer.Option(help='Reading corpus: adversarial question→"I don\'t know".'),
+    ] = 500,
+    reading_removed: Annotated[
+        int, typer.Option(help='Reading corpus: source paragraph removed→"I don\'t know".')
+    ] = 250,
     known_variants: Annotated[
         int, typer.Option(help="Wordings per question the model knew (1-3).")
     ] = 1,
@@ -60,11 +70,14 @@ def data(
     base: BaseOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
-    """Build the training trajectories from the knowledge base's training split."""
+    """Build the training trajectories from the training splits.
+
+    The knowledge base's and the reading corpus's training splits, the probe's
+    labels, and chat prompts; dev and test items never enter."""
     quiet(verbose)
     from transformers import AutoTokenizer
 
-    from evals.kb import chat_prompts, kb_questions
+    from evals.kb import chat_prompts
     from splice.defaults import ensure_kb_index
     from training.data import (
         DataConfig,
@@ -73,6 +86,7 @@ def data(
         generate_chat_replies,
         read_probe,
         run_gather,
+        training_questions,
         write_dataset,
     )
     from training.trajectories import Replayer
@@ -95,12 +109,14 @@ def data(
         closed_unknown=closed_unknown,
         tools_absent=tools_absent,
         known_variants=known_variants,
+        reading_answer=reading_answer,
+        reading_absent=reading_absent,
+        reading_removed=reading_removed,
     )
     t0 = time.perf_counter()
     with err.status("retrieving passages for the training questions…"):
         index, _ = ensure_kb_index()
-        qs = kb_questions(split="train")
-        passages = run_gather(index, qs, cfg.retrieve_k)
+        passages = run_gather(index, training_questions(), cfg.retrieve_k)
     replies: dict[str, list[int]] = {}
     if chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine
