@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from agent.engine import Engine, SamplingParams
 
+from .confidence import ConfidenceConfig, answer_start, self_agreement
 from .protocols.base import ABSTENTION, Protocol, ToolCall, is_abstention
 from .tools import Passage, Tool, ToolError
 from .trace import (
@@ -29,6 +30,7 @@ from .trace import (
     AnswerEvent,
     AnswerStep,
     Citation,
+    ConfidenceStep,
     Event,
     GenerationStep,
     TokenEvent,
@@ -203,6 +205,7 @@ async def run_trajectory(
     sampling: SamplingParams | None = None,
     budgets: Budgets | None = None,
     prefill: Sequence[int] = (),
+    confidence: ConfidenceConfig | None = None,
 ) -> AsyncIterator[Event]:
     """Run one trajectory; the last event is an :class:`AnswerEvent`.
 
@@ -267,7 +270,17 @@ async def run_trajectory(
 
     text = (answer or "").strip() or ABSTENTION
     abstained = is_abstention(text)
-    run.trace.append(AnswerStep(text=text, abstained=abstained, forced=forced))
+    score: float | None = None
+    withheld: str | None = None
+    start = answer_start(run.ids, protocol.answer_prefix_ids())
+    if confidence is not None and confidence.enabled and not abstained and start is not None:
+        score, samples = await self_agreement(
+            engine, protocol, run.ids[:start], text, confidence, seed=run.sampling.seed or 0
+        )
+        run.trace.append(ConfidenceStep(score=score, samples=samples))
+        if confidence.abstain_below is not None and score < confidence.abstain_below:
+            withheld, text, abstained = text, ABSTENTION, True
+    run.trace.append(AnswerStep(text=text, abstained=abstained, forced=forced, withheld=withheld))
     mean_lp = sum(run.logprobs) / len(run.logprobs) if run.logprobs else None
     yield AnswerEvent(
         answer=Answer(
@@ -278,6 +291,7 @@ async def run_trajectory(
             token_ids=run.new,
             mask=run.mask,
             mean_logprob=mean_lp,
+            confidence=score,
             seconds=time.perf_counter() - t_start,
         )
     )

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+from .confidence import ConfidenceConfig
 from .engine import Engine, SamplingParams
 from .loop import Budgets, run_trajectory
 from .protocols import Message, Protocol, get_protocol
@@ -50,7 +51,12 @@ class Agent:
         sampling: SamplingParams | None = None,
         budgets: Budgets | None = None,
         use_tools: bool = True,
+        confidence_samples: int = 0,
+        abstain_below: float | None = None,
     ) -> None:
+        """``confidence_samples`` > 0 scores every answer by self-agreement
+        (:mod:`agent.confidence`); ``abstain_below`` then turns answers scored lower
+        into "I don't know" (it implies 5 samples when none are asked for)."""
         self.engine = engine
         self.tools = {t.name: t for t in map(_as_tool, tools)}
         self.protocol = (
@@ -60,6 +66,9 @@ class Agent:
         self.sampling = sampling or SamplingParams()
         self.budgets = budgets or Budgets()
         self.use_tools = use_tools
+        if abstain_below is not None and confidence_samples == 0:
+            confidence_samples = 5
+        self.confidence = ConfidenceConfig(samples=confidence_samples, abstain_below=abstain_below)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- prompts -------------------------------------------------------------
@@ -94,6 +103,7 @@ class Agent:
             sampling=self.sampling,
             budgets=self.budgets,
             prefill=prefill,
+            confidence=self.confidence,
         ):
             yield ev
 

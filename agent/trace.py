@@ -15,6 +15,7 @@ __all__ = [
     "ToolCallStep",
     "ToolResultStep",
     "AnswerStep",
+    "ConfidenceStep",
     "Step",
     "TokenEvent",
     "ToolCallEvent",
@@ -59,16 +60,27 @@ class ToolResultStep(BaseModel):
     seconds: float
 
 
+class ConfidenceStep(BaseModel):
+    """The answer resampled from where it began; ``score`` = share that agree."""
+
+    type: Literal["confidence"] = "confidence"
+    score: float
+    samples: list[str]
+
+
 class AnswerStep(BaseModel):
     type: Literal["answer"] = "answer"
     text: str
     abstained: bool
     forced: bool = False
     """True when a budget ran out and the model was made to answer."""
+    withheld: str | None = None
+    """The model's answer, replaced by "I don't know" for low confidence."""
 
 
 Step = Annotated[
-    GenerationStep | ToolCallStep | ToolResultStep | AnswerStep, Field(discriminator="type")
+    GenerationStep | ToolCallStep | ToolResultStep | ConfidenceStep | AnswerStep,
+    Field(discriminator="type"),
 ]
 
 
@@ -109,6 +121,8 @@ class Answer(BaseModel):
     mask: list[bool] = Field(default_factory=list, exclude=True)
     """Per token of ``token_ids``: True where sampled, False where inserted."""
     mean_logprob: float | None = None
+    confidence: float | None = None
+    """Self-agreement of the answer (``agent.confidence``), when asked for."""
     seconds: float = 0.0
 
     @property

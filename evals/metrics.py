@@ -204,14 +204,79 @@ def group_summaries(
     return out
 
 
-def risk_coverage(records: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(coverage, risk) points: attempted answers sorted by mean token logprob, most
-    confident first; risk = share wrong among the answers kept."""
-    scored = [
-        (r["answer_logprob"], r["grade"])
-        for r in records
-        if r.get("answer_logprob") is not None and r["grade"] in ("CORRECT", "INCORRECT")
-    ]
+def score_key(records: Sequence[dict[str, Any]]) -> str:
+    """The confidence score a run carries: self-agreement when it was measured, else
+    the mean token logprob."""
+    return (
+        "confidence"
+        if any(r.get("confidence") is not None for r in records)
+        else ("answer_logprob")
+    )
+
+
+def _attempted(records: Sequence[dict[str, Any]], key: str) -> list[tuple[float, str]]:
+    """(score, grade) of answers the model committed to (before any withholding)."""
+    out = []
+    for r in records:
+        grade = r.get("withheld_grade") or r["grade"]
+        if r.get(key) is not None and grade in ("CORRECT", "INCORRECT"):
+            out.append((float(r[key]), grade))
+    return out
+
+
+def auroc(records: Sequence[dict[str, Any]], key: str | None = None) -> float | None:
+    """How well the score ranks correct answers above hallucinated ones (0.5 = chance;
+    ties count half). None without both kinds."""
+    scored = _attempted(records, key or score_key(records))
+    pos = [s for s, g in scored if g == "CORRECT"]
+    neg = [s for s, g in scored if g == "INCORRECT"]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+class Threshold(BaseModel):
+    threshold: float
+    correct: float
+    hallucinated: float
+    abstained: float
+    n: int
+
+
+def choose_threshold(
+    records: Sequence[dict[str, Any]], target: float, key: str = "confidence"
+) -> Threshold | None:
+    """The lowest ``abstain_below`` threshold whose hallucination rate, over all graded
+    records, is at most ``target`` (an answer below it becomes an abstention). The
+    lowest such threshold keeps the most correct answers. None when none reaches it."""
+    graded = [r for r in records if (r.get("withheld_grade") or r["grade"]) in GRADES]
+    if not graded:
+        return None
+    scored = _attempted(graded, key)
+    candidates = sorted({0.0, *(s for s, _ in scored), 1.01})
+    n = len(graded)
+    for t in candidates:
+        kept = [(s, g) for s, g in scored if s >= t]
+        wrong = sum(g == "INCORRECT" for _, g in kept)
+        if wrong / n <= target:
+            right = sum(g == "CORRECT" for _, g in kept)
+            return Threshold(
+                threshold=t,
+                correct=right / n,
+                hallucinated=wrong / n,
+                abstained=1 - (right + wrong) / n,
+                n=n,
+            )
+    return None
+
+
+def risk_coverage(
+    records: Sequence[dict[str, Any]], key: str | None = None
+) -> list[tuple[float, float]]:
+    """(coverage, risk) points: attempted answers sorted by the run's confidence score
+    (:func:`score_key`), most confident first; risk = share wrong among those kept."""
+    scored = _attempted(records, key or score_key(records))
     scored.sort(key=lambda x: -x[0])
     total = len([r for r in records if r["grade"] in GRADES])
     points, wrong = [], 0

@@ -168,7 +168,10 @@ def reading_card() -> str:
         "# The reading corpus: data card",
         "",
         "Written for this project (no sentence copied from any source, no public QA",
-        "benchmark used). Regenerate this card with `splice train card`.",
+        "benchmark used). Generated from the files: `python -m evals.reading > README.md`",
+        "(a test keeps it in step). Splits are by subject: a dev or test subject is never",
+        "a training subject. A removed passage is left out of the built-in index, so its",
+        "questions test what the model says when the source is gone.",
         "",
         f"{len(passages)} passages on {len({p.subject for p in passages})} subjects in "
         f"{len({p.domain for p in passages})} domains; "
@@ -197,3 +200,7 @@ def reading_card() -> str:
     lines += ["", "| unanswerable type | n |", "|---|---|"]
     lines += [f"| {t} | {n} |" for t, n in utypes.most_common()]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reading_card(), end="")

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 
-from .metrics import Interval, Summary, group_summaries, risk_coverage
+from .metrics import Interval, Summary, auroc, group_summaries, risk_coverage, score_key
 from .records import read_records
 
 __all__ = ["write_report", "write_summary", "compare_runs", "load_run"]
@@ -109,7 +109,9 @@ def _plot_risk_coverage(groups: dict[tuple[str, str], list[dict[str, Any]]], pat
     ax.set_ylabel("risk (share of kept answers that are wrong)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title("Risk-coverage by mean token logprob")
+    key = score_key([r for recs in groups.values() for r in recs])
+    name = "self-agreement confidence" if key == "confidence" else "mean token logprob"
+    ax.set_title(f"Risk-coverage by {name}")
     if drawn:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -160,7 +162,14 @@ def write_report(run_dir: Path) -> Path:
         ]
     lines += ["![grades](grades.png)", ""]
     if has_rc:
-        lines += ["![risk-coverage](risk_coverage.png)", ""]
+        key = score_key(records)
+        name = "self-agreement confidence" if key == "confidence" else "mean token logprob"
+        lines += [f"Confidence score: {name}. AUROC, correct vs hallucinated answers:", ""]
+        lines += ["| dataset | condition | AUROC |", "|---|---|---|"]
+        for (ds, cond), recs in sorted(groups.items()):
+            a = auroc(recs, key)
+            lines.append(f"| {ds} | {cond} | {'–' if a is None else f'{a:.3f}'} |")
+        lines += ["", "![risk-coverage](risk_coverage.png)", ""]
     out = run_dir / "report.md"
     out.write_text("\n".join(lines))
     return out

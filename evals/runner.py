@@ -62,6 +62,10 @@ class EvalConfig(BaseModel):
     protocol: str = "splice"
     search_first: bool = False
     model: str = ""
+    confidence_samples: int = 0
+    """Score each answer by self-agreement of this many resamples (0 = off)."""
+    abstain_below: float | None = None
+    """Abstain when the confidence is lower (implies 5 samples when none are set)."""
 
     @property
     def needs_index(self) -> bool:
@@ -168,6 +172,8 @@ def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float
         "sampled_tokens": sum(answer.mask),
         "latency_s": round(seconds, 3),
         "answer_logprob": answer.mean_logprob,
+        "confidence": answer.confidence,
+        "withheld": next((s.withheld for s in answer.trace if getattr(s, "withheld", None)), None),
         "sources": sources,
     }
 
@@ -268,6 +274,8 @@ async def run_eval(
             sampling=sampling,
             budgets=budgets,
             use_tools=c != "closed-book",
+            confidence_samples=cfg.confidence_samples,
+            abstain_below=cfg.abstain_below,
         )
         for c in cfg.conditions
     }
@@ -314,6 +322,13 @@ async def run_eval(
                     acceptable_range=item.acceptable_range,
                 ).value
                 rec["grade"] = rec["rule_grade"]
+                if rec["withheld"]:  # what the answer would have scored: for calibration
+                    rec["withheld_grade"] = grade_answer(
+                        rec["withheld"],
+                        item.answers,
+                        answerable=item.answerable,
+                        acceptable_range=item.acceptable_range,
+                    ).value
                 if judge is not None:
                     rec["judge_grade"], rec["judge_reply"] = await judge.grade(
                         item.question, item.answers, answer.text, item.answerable

@@ -86,6 +86,16 @@ def tokenizer(model_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def replayer(tokenizer):
+    """Replays training trajectories through the agent loop (the scripted engine)."""
+    from training.trajectories import Replayer
+
+    r = Replayer(tokenizer)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
 def embedder():
     """The bundled MiniLM, loaded once (about 2 s)."""
     from retrieval import Embedder

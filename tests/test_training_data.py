@@ -24,13 +24,6 @@ from training.sft import micro_batches
 from training.trajectories import Example, Replayer, arrange_passages, query_variants
 
 
-@pytest.fixture(scope="module")
-def replayer(tokenizer):
-    r = Replayer(tokenizer)
-    yield r
-    r.close()
-
-
 def _segments(ex: Example, tokenizer) -> tuple[str, str]:
     """(decoded loss ids, the whole sequence decoded)."""
     sampled = [i for i, m in zip(ex.input_ids, ex.loss_mask) if m]

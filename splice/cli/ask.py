@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from .common import (
+    AbstainOpt,
     DtypeOpt,
     HybridOpt,
     IndexOpt,
@@ -22,6 +23,7 @@ from .common import (
     NoCacheOpt,
     PassagesOpt,
     ProtocolOpt,
+    SamplesOpt,
     SegmentOpt,
     TempOpt,
     TPOpt,
@@ -52,6 +54,8 @@ async def agent_session(
     protocol: str,
     temperature: float,
     max_tokens: int,
+    confidence_samples: int = 0,
+    abstain_below: float | None = None,
 ) -> AsyncIterator[Any]:
     """The retriever the options ask for, an engine, an Agent over both; all closed after."""
     from agent import Agent, Budgets, SamplingParams
@@ -76,6 +80,8 @@ async def agent_session(
                 sampling=SamplingParams(temperature=temperature),
                 budgets=Budgets(max_segment_tokens=max_tokens),
                 use_tools=not no_tools,
+                confidence_samples=confidence_samples,
+                abstain_below=abstain_below,
             )
     finally:
         await close_retriever(retriever)
@@ -101,6 +107,8 @@ def ask(
     model: ModelOpt = None,
     max_tokens: SegmentOpt = 256,
     temperature: TempOpt = 0.0,
+    confidence_samples: SamplesOpt = 0,
+    abstain_below: AbstainOpt = None,
     max_model_len: MaxLenOpt = 4096,
     dtype: DtypeOpt = None,
     kv_cache_gib: KVOpt = None,
@@ -129,6 +137,8 @@ def ask(
             protocol=protocol,
             temperature=temperature,
             max_tokens=max_tokens,
+            confidence_samples=confidence_samples,
+            abstain_below=abstain_below,
         ) as agent:
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
             answer = None
@@ -145,12 +155,19 @@ def ask(
                 payload = {
                     "answer": answer.text,
                     "abstained": answer.abstained,
+                    "confidence": answer.confidence,
                     "citations": [c.model_dump() for c in answer.citations],
                     "trace": [s.model_dump() for s in answer.trace],
                 }
                 print(json.dumps(payload, ensure_ascii=False, indent=2))
             else:
                 out.print(answer.text, markup=False, highlight=False)
+                if answer.confidence is not None:
+                    withheld = next(
+                        (s.withheld for s in answer.trace if getattr(s, "withheld", None)), None
+                    )
+                    note = f" (withheld: {escape(withheld)})" if withheld else ""
+                    err.print(f"[dim]confidence {answer.confidence:.2f}{note}[/dim]")
                 for c in answer.citations:
                     out.print(
                         f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",

@@ -37,6 +37,9 @@ __all__ = [
     "SegmentOpt",
     "TempOpt",
     "JsonOutOpt",
+    "SamplesOpt",
+    "AbstainOpt",
+    "progress_bar",
 ]
 
 err = Console(stderr=True)
@@ -92,6 +95,20 @@ ProtocolOpt = Annotated[
 ]
 SegmentOpt = Annotated[int, typer.Option("--max-tokens", help="Tokens per generation segment.")]
 TempOpt = Annotated[float, typer.Option(help="0 = greedy.")]
+SamplesOpt = Annotated[
+    int,
+    typer.Option(
+        "--confidence-samples",
+        help="Score each answer by the agreement of N resampled answers (0 = off).",
+    ),
+]
+AbstainOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--abstain-below",
+        help='Say "I don\'t know" when the confidence is lower (0-1; see `splice eval calibrate`).',
+    ),
+]
 JsonOutOpt = Annotated[
     Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
 ]

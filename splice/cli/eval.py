@@ -11,7 +11,16 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from .common import err, out, progress_bar, quiet, started_engine, vllm_config
+from .common import (
+    AbstainOpt,
+    SamplesOpt,
+    err,
+    out,
+    progress_bar,
+    quiet,
+    started_engine,
+    vllm_config,
+)
 
 __all__ = ["eval_app"]
 
@@ -100,6 +109,8 @@ def run(
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Context window.")] = 4096,
+    confidence_samples: SamplesOpt = 0,
+    abstain_below: AbstainOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
     """Run datasets × conditions through the agent; write records, summary and report."""
@@ -126,6 +137,8 @@ def run(
         protocol=protocol,
         search_first=search_first,
         model=model or url or "",
+        confidence_samples=confidence_samples,
+        abstain_below=abstain_below,
     )
     cfg.check()
     # Loaded before the engine starts, so a bad dataset fails in a second, not a minute.
@@ -235,6 +248,45 @@ def compare(
     if out_path:
         out_path.write_text(text)
         err.print(f"wrote {out_path}")
+
+
+@eval_app.command("calibrate")
+def calibrate(
+    run_dir: RunDir,
+    target: Annotated[
+        float, typer.Option(help="Highest acceptable hallucination rate (0-1).")
+    ] = 0.15,
+    dataset: Annotated[
+        Optional[list[str]], typer.Option(help="Only these datasets [default: all].")
+    ] = None,
+) -> None:
+    """Choose --abstain-below for a target hallucination rate, from a dev run.
+
+    The run must carry confidence scores (`splice eval run --confidence-samples N`)."""
+    from agent.errors import ConfigError
+    from evals.metrics import auroc, choose_threshold
+    from evals.report import load_run
+
+    records, _ = load_run(run_dir)
+    if dataset:
+        records = [r for r in records if r["dataset"] in dataset]
+    if not any(r.get("confidence") is not None for r in records):
+        raise ConfigError(f"{run_dir} has no confidence scores: run it with --confidence-samples 5")
+    a = auroc(records, "confidence")
+    lp = auroc(records, "answer_logprob")
+    out.print(
+        f"AUROC, correct vs hallucinated: self-agreement "
+        f"{'–' if a is None else f'{a:.3f}'}, mean token logprob "
+        f"{'–' if lp is None else f'{lp:.3f}'} ({len(records)} records)"
+    )
+    chosen = choose_threshold(records, target)
+    if chosen is None:
+        raise ConfigError(f"no threshold reaches {target:.0%} hallucinated on {run_dir}")
+    out.print(
+        f"--abstain-below {chosen.threshold:.2f}: correct {100 * chosen.correct:.1f}%, "
+        f"hallucinated {100 * chosen.hallucinated:.1f}%, abstained "
+        f"{100 * chosen.abstained:.1f}% (n={chosen.n})"
+    )
 
 
 @eval_app.command("agreement")
