@@ -80,7 +80,7 @@ def run(
     ] = "empty",
     index: Annotated[
         Optional[Path],
-        typer.Option(help="Index for the tools condition [default: the built-in knowledge base]."),
+        typer.Option(help="Index for the tools condition (default: the built-in knowledge base)."),
     ] = None,
     web: Annotated[
         bool,
@@ -96,7 +96,7 @@ def run(
         Optional[str], typer.Option(help="OpenAI-compatible server for --grader judge.")
     ] = None,
     judge_model: Annotated[
-        Optional[str], typer.Option(help="Judge model name [default: the server's first].")
+        Optional[str], typer.Option(help="Judge model name (default: the server's first).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run: skip finished questions.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -257,7 +257,7 @@ def calibrate(
         float, typer.Option(help="Highest acceptable hallucination rate (0-1).")
     ] = 0.15,
     dataset: Annotated[
-        Optional[list[str]], typer.Option(help="Only these datasets [default: all].")
+        Optional[list[str]], typer.Option(help="Only these datasets (default: all).")
     ] = None,
 ) -> None:
     """Choose --abstain-below for a target hallucination rate, from a dev run.

@@ -28,7 +28,7 @@ EmbedderOpt = Annotated[
     Optional[str],
     typer.Option(
         "--embedder",
-        help="sentence-transformers name or path [default: all-MiniLM-L6-v2, bundled].",
+        help="sentence-transformers name or path (default: all-MiniLM-L6-v2, bundled).",
     ),
 ]
 

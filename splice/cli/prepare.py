@@ -33,8 +33,8 @@ def prepare(
     adapter: Annotated[
         Optional[str],
         typer.Option(
-            help="LoRA adapter directory to merge [default: the shipped fine-tuned adapter, "
-            "training/adapter]; 'none' = the untuned model."
+            help="LoRA adapter directory to merge (default: the shipped fine-tuned adapter, "
+            "training/adapter); 'none' = the untuned model."
         ),
     ] = None,
 ) -> None:

@@ -17,8 +17,8 @@ def probe(
     datasets: Annotated[
         Optional[list[str]],
         typer.Argument(
-            help="Questions with gold answers [default: kb-train trivia-train, the training "
-            "splits]."
+            help="Questions with gold answers (default: kb-train trivia-train, the training "
+            "splits)."
         ),
     ] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write.")] = Path(

@@ -20,7 +20,7 @@ train_app = typer.Typer(
 
 BaseOpt = Annotated[
     Optional[Path],
-    typer.Option("--base", help="Model to start from [default: the prepared untuned base model]."),
+    typer.Option("--base", help="Model to start from (default: the prepared untuned base model)."),
 ]
 
 
@@ -38,8 +38,8 @@ def data(
     probe: Annotated[
         Optional[Path],
         typer.Option(
-            help="`splice probe` output (known/unknown labels) [default: runs/probe.jsonl; "
-            "without it no closed-book known/unknown examples are made]."
+            help="`splice probe` output (known/unknown labels) (default: runs/probe.jsonl; "
+            "without it no closed-book known/unknown examples are made)."
         ),
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
@@ -259,7 +259,7 @@ def report(
     chat: Annotated[Path, typer.Option(help="`splice eval chat` output.")],
     out_path: Annotated[
         Optional[Path],
-        typer.Option("--out", "-o", help="Markdown to write [default: RUN/quality.md]."),
+        typer.Option("--out", "-o", help="Markdown to write (default: RUN/quality.md)."),
     ] = None,
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
