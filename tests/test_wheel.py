@@ -64,8 +64,9 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_holds_data_and_adapter(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    articles = [n for n in names if n.startswith("evals/data/kb/articles/")]
-    assert len(articles) == len(list((ROOT / "evals/data/kb/articles").glob("*.jsonl")))
+    for folder in ("evals/data/kb/articles", "evals/data/reading"):
+        packed = [n for n in names if n.startswith(folder + "/") and n.endswith(".jsonl")]
+        assert len(packed) == len(list((ROOT / folder).glob("*.jsonl"))) > 0, folder
     for needed in (
         "evals/data/trivia.jsonl",
         "evals/data/chat.jsonl",
@@ -85,7 +86,8 @@ def test_installed_splice_finds_its_resources_outside_the_checkout(
         "import json, splice, evals.kb as kb, splice.defaults as d;"
         "print(json.dumps({'splice': splice.__file__, 'adapter': str(d.shipped_adapter()),"
         " 'kb': str(kb.data_dir()), 'entries': len(kb.kb_entries()),"
-        " 'chat': len(kb.chat_prompts('train'))}))"
+        " 'chat': len(kb.chat_prompts('train')),"
+        " 'reading': len(__import__('evals.reading').reading.reading_passages())}))"
     )
     env = {**os.environ, "PYTHONPATH": ""}
     proc = subprocess.run(
@@ -96,7 +98,7 @@ def test_installed_splice_finds_its_resources_outside_the_checkout(
     for key in ("splice", "adapter", "kb"):
         assert got[key].startswith(str(installed)), got
         assert str(ROOT) not in got[key]
-    assert got["entries"] > 300 and got["chat"] > 0
+    assert got["entries"] > 300 and got["chat"] > 0 and got["reading"] >= 1000
     help_ = subprocess.run(
         [str(installed / "bin" / "splice"), "--help"],
         cwd=tmp_path,
