@@ -247,65 +247,16 @@ def build_examples(
     # tools on, gold passage retrieved: search, read, answer
     pool = answerable[:]
     rng.shuffle(pool)
-    used = 0
-    for q in pool:
-        if used >= cfg.tools_answer:
-            break
-        got = passages.get(q.id, [])
-        gold = next(
-            (
-                p
-                for p in got
-                if _doc(p) == q.source_id and _holds(replayer.visible_block(p), q.answers)
-            ),
-            None,
-        )
-        if gold is None:
-            skipped["tools-answer: gold passage not retrieved or cut"] += 1
-            continue
-        others = [p for p in got if _doc(p) != q.source_id]
-        psg = arrange_passages(gold, others, rng)
-        query = rng.choice(query_variants(q.question))
-        add(
-            "tools-answer",
-            q.id,
-            q.question,
-            [replayer.search(query), replayer.answer(q.answers[0])],
-            tools=True,
-            psg=psg,
-        )
-        used += 1
+    mix = _Mix(add, replayer, passages, rng, skipped)
+    mix.answers("tools-answer", pool, cfg.tools_answer, _others)
 
     # tools on, answer absent: entities nobody wrote about, or the source removed
     for q in rng.sample(unanswerable, min(cfg.tools_absent_unanswerable, len(unanswerable))):
         psg = arrange_passages(None, passages.get(q.id, []), rng)
-        add(
-            "tools-absent",
-            q.id,
-            q.question,
-            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True,
-            psg=psg,
-        )
-    removed = 0
-    for q in pool[::-1]:
-        if removed >= cfg.tools_absent_removed:
-            break
-        rest = [p for p in passages.get(q.id, []) if _doc(p) != q.source_id]
-        if not rest or any(_holds(p.text, q.answers) for p in rest):
-            skipped["tools-absent: another passage holds the answer"] += 1
-            continue
-        add(
-            "tools-absent",
-            q.id,
-            q.question,
-            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True,
-            psg=arrange_passages(None, rest, rng),
-        )
-        removed += 1
+        mix.search_then("tools-absent", q, replayer.abstain(), psg)
+    mix.removed("tools-absent", pool[::-1], cfg.tools_absent_removed, _others)
 
-    _add_reading(add, replayer, passages, cfg, rng, skipped)
+    _add_reading(mix, cfg)
 
     # closed-book: known → answer, unknown → "I don't know" (labels from the probe)
     golds = {q.id: (q.question, q.answers) for q in answerable}
@@ -342,14 +293,86 @@ def build_examples(
     return dedupe(examples)
 
 
-def _add_reading(
-    add: Callable[..., None],
-    replayer: Replayer,
-    passages: dict[str, list[Passage]],
-    cfg: DataConfig,
-    rng: random.Random,
-    skipped: Counter[str],
-) -> None:
+def _others(q: KBQuestion, got: Sequence[Passage]) -> list[Passage]:
+    return [p for p in got if _doc(p) != q.source_id]
+
+
+class _Mix:
+    """What the kinds of search trajectory share: find the gold passage, pick the
+    distractors, search with a varied query, then answer or abstain."""
+
+    def __init__(
+        self,
+        add: Callable[..., None],
+        replayer: Replayer,
+        passages: dict[str, list[Passage]],
+        rng: random.Random,
+        skipped: Counter[str],
+    ) -> None:
+        self.add, self.replayer, self.passages = add, replayer, passages
+        self.rng, self.skipped = rng, skipped
+
+    def answers(
+        self,
+        kind: str,
+        pool: Sequence[KBQuestion],
+        n: int,
+        distractors: Callable[[KBQuestion, Sequence[Passage]], list[Passage]],
+    ) -> None:
+        """Search, the gold passage among 1-3, answer: ``n`` of ``pool``."""
+        used = 0
+        for q in pool:
+            if used >= n:
+                break
+            got = self.passages.get(q.id, [])
+            visible = self.replayer.visible_block
+            gold = next(
+                (p for p in got if _doc(p) == q.source_id and _holds(visible(p), q.answers)),
+                None,
+            )
+            if gold is None:
+                self.skipped[f"{kind}: gold passage not retrieved or cut"] += 1
+                continue
+            psg = arrange_passages(gold, distractors(q, got), self.rng)
+            self.search_then(kind, q, self.replayer.answer(q.answers[0]), psg)
+            used += 1
+
+    def removed(
+        self,
+        kind: str,
+        pool: Sequence[KBQuestion],
+        n: int,
+        distractors: Callable[[KBQuestion, Sequence[Passage]], list[Passage]],
+    ) -> None:
+        """Search, the gold passage gone and no other holding the answer, abstain."""
+        done = 0
+        for q in pool:
+            if done >= n:
+                break
+            rest = distractors(q, self.passages.get(q.id, []))
+            if not rest or any(_holds(p.text, q.answers) for p in rest):
+                self.skipped[f"{kind}: another passage holds the answer"] += 1
+                continue
+            query = self.rng.choice(query_variants(q.question))
+            psg = arrange_passages(None, rest, self.rng)
+            self.add(
+                kind,
+                q.id,
+                q.question,
+                [self.replayer.search(query), self.replayer.abstain()],
+                tools=True,
+                psg=psg,
+            )
+            done += 1
+
+    def search_then(
+        self, kind: str, q: KBQuestion, final: list[int], psg: Sequence[Passage]
+    ) -> None:
+        query = self.rng.choice(query_variants(q.question))
+        self.add(kind, q.id, q.question, [self.replayer.search(query), final], tools=True, psg=psg)
+
+
+def _add_reading(mix: _Mix, cfg: DataConfig) -> None:
     """The reading corpus's kinds: read a dense real paragraph and answer with its span,
     or abstain when the paragraph (or its neighbours) does not say."""
     by_id = _reading_by_id()
@@ -360,71 +383,20 @@ def _add_reading(
 
     def distractors(q: KBQuestion, got: Sequence[Passage]) -> list[Passage]:
         # The hard case first: a neighbour paragraph on the same subject.
-        others = [p for p in got if _doc(p) != q.source_id]
+        others = _others(q, got)
         same = [p for p in others if subject(_doc(p)) == subject(q.source_id)]
         return same + [p for p in others if p not in same]
 
     answerable = reading_questions("train", "answerable")
-    rng.shuffle(answerable)
-    used = 0
-    for q in answerable:
-        if used >= cfg.reading_answer:
-            break
-        got = passages.get(q.id, [])
-        gold = next(
-            (
-                p
-                for p in got
-                if _doc(p) == q.source_id and _holds(replayer.visible_block(p), q.answers)
-            ),
-            None,
-        )
-        if gold is None:
-            skipped["reading-answer: gold passage not retrieved or cut"] += 1
-            continue
-        psg = arrange_passages(gold, distractors(q, got), rng)
-        query = rng.choice(query_variants(q.question))
-        add(
-            "reading-answer",
-            q.id,
-            q.question,
-            [replayer.search(query), replayer.answer(q.answers[0])],
-            tools=True,
-            psg=psg,
-        )
-        used += 1
-
+    mix.rng.shuffle(answerable)
+    mix.answers("reading-answer", answerable, cfg.reading_answer, distractors)
     unanswerable = reading_questions("train", "unanswerable")
-    for q in rng.sample(unanswerable, min(cfg.reading_absent, len(unanswerable))):
-        got = passages.get(q.id, [])
+    for q in mix.rng.sample(unanswerable, min(cfg.reading_absent, len(unanswerable))):
+        got = mix.passages.get(q.id, [])
         own = [p for p in got if _doc(p) == q.source_id][:1]
-        psg = arrange_passages(own[0] if own else None, distractors(q, got), rng)
-        add(
-            "reading-absent",
-            q.id,
-            q.question,
-            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True,
-            psg=psg,
-        )
-
-    removed = 0
-    for q in answerable[::-1]:
-        if removed >= cfg.reading_removed:
-            break
-        rest = distractors(q, passages.get(q.id, []))
-        if not rest or any(_holds(p.text, q.answers) for p in rest):
-            skipped["reading-removed: another passage holds the answer"] += 1
-            continue
-        add(
-            "reading-removed",
-            q.id,
-            q.question,
-            [replayer.search(rng.choice(query_variants(q.question))), replayer.abstain()],
-            tools=True,
-            psg=arrange_passages(None, rest, rng),
-        )
-        removed += 1
+        psg = arrange_passages(own[0] if own else None, distractors(q, got), mix.rng)
+        mix.search_then("reading-absent", q, mix.replayer.abstain(), psg)
+    mix.removed("reading-removed", answerable[::-1], cfg.reading_removed, distractors)
 
 
 def known_wordings(question: str) -> list[str]:
