@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, RetrievalError
 from agent.tools import ToolError
 from retrieval.web import (
     BlockedURLError,
@@ -310,3 +310,59 @@ def test_settings_come_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.Mon
     s = WebSettings()
     assert (s.backend, s.pages, s.brave_api_key) == ("brave", 4, "k")  # env beats the file
     asyncio.run(asyncio.sleep(0))
+
+
+class _Trap:
+    """Unpickling this touches a file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickled_cassette_entry_is_refused_not_run(tmp_path: Path) -> None:
+    import diskcache
+    from diskcache.core import UNKNOWN
+
+    from retrieval.web.cache import UnsafeEntryError
+
+    class PickledValues(diskcache.JSONDisk):
+        """What a hostile cassette holds: our keys, pickled values."""
+
+        def store(self, value, read, key=UNKNOWN):
+            return diskcache.Disk.store(self, value, read, key=key)
+
+    marker = tmp_path / "code-ran"
+    # A cassette written with diskcache's default disk, which pickles values.
+    plain = diskcache.Cache(str(tmp_path / "old-cassette"))
+    plain.set("page:http://example.org/", _Trap(marker))
+    plain.close()
+    replay = WebCache(None, ttl_s=60, mode="replay", cassette=tmp_path / "old-cassette")
+    with pytest.raises(RetrievalError):
+        replay.get("page:http://example.org/")
+    replay.close()
+    assert not marker.exists()
+    # Our JSON keys beside pickled values: found, and refused.
+    hostile = diskcache.Cache(str(tmp_path / "cassette"), disk=PickledValues)
+    hostile.set("page:http://example.org/", _Trap(marker))
+    hostile.set("search:x", [{"title": "t"}])
+    hostile.close()
+    replay = WebCache(None, ttl_s=60, mode="replay", cassette=tmp_path / "cassette")
+    with pytest.raises(UnsafeEntryError, match="record the cassette again"):
+        replay.get("page:http://example.org/")
+    with pytest.raises(UnsafeEntryError):
+        replay.get("search:x")
+    replay.close()
+    assert not marker.exists()
+    # The live cache treats such an entry as a miss and overwrites it with JSON.
+    cache_dir = tmp_path / "cache"
+    old = diskcache.Cache(str(cache_dir), disk=PickledValues)
+    old.set("page:y", _Trap(marker))
+    old.close()
+    cache = WebCache(cache_dir, ttl_s=60)
+    assert cache.get("page:y") is None and not marker.exists()
+    cache.put("page:y", {"text": "fresh"})
+    assert cache.get("page:y") == {"text": "fresh"}
+    cache.close()

@@ -201,7 +201,8 @@ def train(
         state_file = ckpt / "state.pt"
         if not state_file.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint in {ckpt}")
-        state = torch.load(state_file, weights_only=False)
+        # Tensors and plain containers only: a checkpoint can never run code on load.
+        state = torch.load(state_file, weights_only=True)
         if state["config"] != cfg.model_dump(mode="json") or state["examples"] != len(kept):
             raise ConfigError(
                 "the checkpoint was made with other settings or data: "

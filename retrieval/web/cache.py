@@ -4,22 +4,51 @@ record/replay store that makes eval runs over the web reproducible offline.
 Keys: ``search:{backend}:{normalized query}:{n}`` and ``page:{canonical URL}``.
 Only successes are stored: an error or an empty result is never cached, so a
 transient failure is retried next time.
+
+Values are JSON (diskcache's ``JSONDisk``), and an entry that would need unpickling is
+refused, never loaded: a cassette is shared between people, and unpickling runs code.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.errors import RetrievalError
 
-__all__ = ["WebCache", "ReplayMissError", "canonical_url", "normalize_query"]
+__all__ = ["WebCache", "ReplayMissError", "UnsafeEntryError", "canonical_url", "normalize_query"]
 
 
 class ReplayMissError(RetrievalError):
     """Replay mode was asked for something that was never recorded."""
+
+
+class UnsafeEntryError(RetrievalError):
+    """A stored entry is not plain JSON (written by pickle, or tampered with)."""
+
+
+def _json_only_disk() -> Any:
+    import diskcache
+    from diskcache.core import MODE_BINARY, MODE_RAW
+
+    class JSONOnlyDisk(diskcache.JSONDisk):  # type: ignore[misc]
+        def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+            if mode not in (MODE_RAW, MODE_BINARY) or read:
+                raise UnsafeEntryError("a cached entry is not JSON")
+            try:
+                return super().fetch(mode, filename, value, read)
+            except (ValueError, zlib.error) as exc:
+                raise UnsafeEntryError(f"a cached entry is not JSON ({exc})") from None
+
+        def get(self, key: Any, raw: bool) -> Any:
+            if not raw:
+                raise UnsafeEntryError("a cached key is not JSON")
+            return super().get(key, raw)
+
+    return JSONOnlyDisk
 
 
 def normalize_query(query: str) -> str:
@@ -54,8 +83,11 @@ class WebCache:
         self.ttl_s = ttl_s
         self.enabled = enabled and directory is not None
         self.mode = mode
-        self._cache = diskcache.Cache(str(directory)) if self.enabled else None
-        self._cassette = diskcache.Cache(str(cassette)) if mode != "live" and cassette else None
+        disk = _json_only_disk()
+        self._cache = diskcache.Cache(str(directory), disk=disk) if self.enabled else None
+        self._cassette = (
+            diskcache.Cache(str(cassette), disk=disk) if mode != "live" and cassette else None
+        )
         if mode != "live" and self._cassette is None:
             raise RetrievalError(f"{mode} mode needs a cassette directory")
         self.hits = self.misses = 0
@@ -63,7 +95,13 @@ class WebCache:
     def get(self, key: str) -> Any:
         if self.mode == "replay":
             assert self._cassette is not None
-            value = self._cassette.get(key)
+            try:
+                value = self._cassette.get(key)
+            except UnsafeEntryError:
+                raise UnsafeEntryError(
+                    f"replay: the cassette's entry for {key[:120]} is not JSON (recorded by an "
+                    "older Splice, or altered): record the cassette again"
+                ) from None
             if value is None:
                 raise ReplayMissError(
                     f"replay: {key[:120]} was not recorded; record it with mode=record first"
@@ -72,7 +110,10 @@ class WebCache:
             return value
         if self._cache is None:
             return None
-        value = self._cache.get(key)
+        try:
+            value = self._cache.get(key)
+        except UnsafeEntryError:
+            value = None  # an old (pickled) or damaged entry: fetch afresh, overwrite it
         if value is None:
             self.misses += 1
         else:
