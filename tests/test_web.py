@@ -366,3 +366,39 @@ def test_a_pickled_cassette_entry_is_refused_not_run(tmp_path: Path) -> None:
     cache.put("page:y", {"text": "fresh"})
     assert cache.get("page:y") == {"text": "fresh"}
     cache.close()
+
+
+def test_unusual_headers_and_urls_are_one_pages_problem() -> None:
+    from retrieval.web.fetch import _retry_after, declared_charset
+
+    assert declared_charset("text/html; Charset=UTF-8") == "UTF-8"
+    assert declared_charset('text/html; CHARSET="iso-8859-1"; x=1') == "iso-8859-1"
+    assert declared_charset("text/html") is None
+    for bad in ("soon", "Wed, 99 Foo 2026", "nan", "inf", "-5", ""):
+        assert _retry_after(bad) == 0.0, bad
+    assert _retry_after("3") == 3.0
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.org:99999/", "http://example.org:port/", "http://[::1/", "http://[zz]/"]
+)
+async def test_malformed_urls_are_refused_in_one_line(url: str) -> None:
+    with pytest.raises(BlockedURLError, match="malformed URL"):
+        await check_url(url)
+
+
+async def test_a_page_that_breaks_a_parser_loses_only_itself(web: LocalWeb, monkeypatch) -> None:
+    web.set_results("odd", ["/article", "/plain"])
+    retriever = WebRetriever(settings(web))
+    real = retriever._page
+
+    async def page(url: str):
+        if url.endswith("/plain"):
+            raise IndexError("list index out of range")  # e.g. a header parser's bug
+        return await real(url)
+
+    monkeypatch.setattr(retriever, "_page", page)
+    passages = await retriever.search("odd", k=5)
+    assert any(ARTICLE_FACT in p.text for p in passages)
+    assert any("list index out of range" in f for f in retriever.failures)
+    await retriever.aclose()

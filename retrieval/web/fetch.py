@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
+import re
 import time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -54,13 +56,27 @@ class FetchedPage(BaseModel):
 
 
 def _retry_after(value: str | None) -> float:
+    """Seconds to wait: delta-seconds or an HTTP date; anything malformed is 0."""
     if not value:
         return 0.0
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else 0.0
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return 0.0
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else 0.0
+
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.I)
+
+
+def declared_charset(content_type: str) -> str | None:
+    """The charset parameter of a Content-Type header, in any letter case."""
+    m = _CHARSET.search(content_type or "")
+    return m.group(1) if m else None
 
 
 def decode_body(body: bytes, declared: str | None) -> tuple[str, str]:
@@ -154,13 +170,8 @@ class Fetcher:
                 url=url, final_url=current, status=status, content_type=ctype, body=body
             )
             if ctype in TEXT_TYPES or not ctype:
-                charset = httpx.Headers(headers).get("content-type", "")
-                declared = (
-                    charset.split("charset=", 1)[1].split(";")[0].strip("\"' ")
-                    if "charset=" in charset.lower()
-                    else None
-                )
-                page.text, page.encoding = decode_body(body, declared)
+                content_type = httpx.Headers(headers).get("content-type", "")
+                page.text, page.encoding = decode_body(body, declared_charset(content_type))
             return page
         raise FetchError(url, f"more than {self.s.max_redirects} redirects")
 

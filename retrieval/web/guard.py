@@ -43,7 +43,11 @@ async def check_url(
     url: str, *, allow_hosts: Collection[str] = (), allow_private: bool = False
 ) -> None:
     """Raise :class:`BlockedURLError` unless ``url`` may be fetched."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:  # also a malformed IPv6 literal
+        raise BlockedURLError(f"refused {url[:120]}: malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise BlockedURLError(f"refused {url[:120]}: only http and https URLs are fetched")
     host = parts.hostname
@@ -53,7 +57,7 @@ async def check_url(
         return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            host, parts.port or 0, type=socket.SOCK_STREAM
+            host, port or 0, type=socket.SOCK_STREAM
         )
     except socket.gaierror as exc:
         raise BlockedURLError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import RetrievalError
+from agent.errors import RetrievalError, first_line
 from agent.settings import splice_home
 from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
 
@@ -104,9 +104,11 @@ class WebRetriever(Retriever):
                     candidates.append(Passage(id=c.id, title=c.title, text=c.text, source=r.url))
                 continue
             if isinstance(page, BaseException):
-                if not isinstance(page, (RetrievalError, OSError)):
-                    raise page  # a bug, not a flaky page
-                self.failures.append(str(page))
+                if not isinstance(page, Exception):
+                    raise page  # cancellation or interrupt: not this page's doing
+                # Whatever one page does (a bug in a parser included), it costs that
+                # page only: the others, and the snippet, still stand.
+                self.failures.append(f"{r.url[:120]}: {first_line(page)}")
             if r.snippet:  # the page failed or was not read: the snippet stands in
                 candidates.append(Passage(id=uid, title=r.title, text=r.snippet, source=r.url))
         if not candidates:
