@@ -178,6 +178,25 @@ def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float
     }
 
 
+def distinct_names(datasets: Sequence[Dataset], specs: Sequence[str]) -> list[Dataset]:
+    """Datasets named by file stem keep it unless two share one: then each of those is
+    named by its path as given, so neither one's records are taken for the other's."""
+    if len(specs) != len(datasets):
+        return list(datasets)
+    seen: dict[str, int] = {}
+    for d in datasets:
+        seen[d.name] = seen.get(d.name, 0) + 1
+    clash = {name for name, n in seen.items() if n > 1}
+    out = [
+        d.model_copy(update={"name": spec}) if d.name in clash else d
+        for d, spec in zip(datasets, specs)
+    ]
+    if len({d.name for d in out}) != len(out):
+        dup = sorted(name for name in clash)
+        raise ConfigError(f"dataset {dup[0]!r} is given twice: list each dataset once")
+    return out
+
+
 # What may change between a run and its resume without changing any record's meaning.
 RESUMABLE_CHANGES = frozenset({"concurrency", "limit"})
 
@@ -216,6 +235,7 @@ async def run_eval(
     cfg.check()
     if datasets is None:
         datasets = [load_dataset(d).limit(cfg.limit) for d in cfg.datasets]
+    datasets = distinct_names(datasets, cfg.datasets)
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "records.jsonl"
     if records_path.exists() and not resume and read_records(records_path):

@@ -43,6 +43,7 @@ asyncio.run(run_eval(cfg, engine, Path(sys.argv[3]), resume=True))
 
 def _dataset(tmp_path: Path, n: int) -> Path:
     path = tmp_path / "qs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "".join(
             json.dumps(
@@ -223,3 +224,24 @@ async def test_resume_retries_failed_questions_only(tmp_path: Path, tokenizer) -
     assert len(engine.requests) == asked + 1  # only the failed question
     assert [r["grade"] for r in again if r["id"] == "q1"] == ["INCORRECT"]
     assert len(again) == 3
+
+
+async def test_datasets_with_one_file_name_in_two_folders_are_both_run(
+    tmp_path: Path, tokenizer
+) -> None:
+    a = _dataset(tmp_path / "a", 2)
+    b = _dataset(tmp_path / "b", 3)  # same stem "qs", same ids q0, q1
+    assert a.name == b.name
+    engine = ScriptedEngine(
+        lambda p, s: tokenizer.encode("<answer> Lyon </answer>", add_special_tokens=False),
+        tokenizer,
+    )
+    cfg = EvalConfig(datasets=[str(a), str(b)], conditions=["closed-book"])
+    recs = await run_eval(cfg, engine, tmp_path / "r")
+    assert len(recs) == 5 and {r["dataset"] for r in recs} == {str(a), str(b)}
+    with pytest.raises(ConfigError, match="given twice"):
+        await run_eval(
+            EvalConfig(datasets=[str(a), str(a)], conditions=["closed-book"]),
+            engine,
+            tmp_path / "x",
+        )
