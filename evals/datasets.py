@@ -21,7 +21,9 @@ Names accepted by :func:`load_dataset`:
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,24 +116,38 @@ def item_from_row(row: Any, where: str, fallback_id: str) -> EvalItem:
             where,
             f'no gold answer: expected one of {", ".join(GOLD_FIELDS)} (or "answerable": false)',
         )
-    rng = row.get("acceptable_range")
-    if rng is not None:
-        if isinstance(rng, str):
-            try:
-                rng = json.loads(rng)
-            except json.JSONDecodeError:
-                rng = None
-        if not (
-            isinstance(rng, list)
-            and len(rng) == 2
-            and all(isinstance(x, (int, float)) for x in rng)
-        ):
-            raise DatasetError(where, '"acceptable_range" must be [low, high]')
-        rng = (float(rng[0]), float(rng[1]))
+    rng = _range(row.get("acceptable_range"), where)
     rid = row.get("id", row.get("qid", fallback_id))
     return EvalItem(
         id=str(rid), question=q.strip(), answers=golds, answerable=answerable, acceptable_range=rng
     )
+
+
+# A minus sign counts only at the start of a number, not between two ("148-152").
+_NUMBER = re.compile(r"(?<![\w.,])-?\d[\d,]*(?:\.\d+)?")
+
+
+def _range(value: Any, where: str) -> tuple[float, float] | None:
+    """``[low, high]``, as a list, as JSON text, or as words ("anything between 148 and
+    152", "148-152"): the first two numbers written. Empty means no range."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            found = [n.replace(",", "") for n in _NUMBER.findall(value.replace("–", " "))]
+            value = [float(found[0]), float(found[1])] if len(found) >= 2 else None
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    ):
+        raise DatasetError(
+            where, '"acceptable_range" must be [low, high] or read like "between 148 and 152"'
+        )
+    low, high = sorted((float(value[0]), float(value[1])))
+    return low, high
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
@@ -162,11 +178,20 @@ def _json_rows(path: Path) -> Iterator[tuple[Any, str]]:
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[Any, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: a byte-order mark would otherwise join the first header's name.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(f"{path}:{line}", "not UTF-8: save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
         for row in reader:
             # The header is line 1; a record's line is where it ends.
             yield row, f"{path}:{reader.line_num}"
+    except csv.Error as exc:  # a field over the csv module's limit, a stray NUL...
+        raise DatasetError(f"{path}:{reader.line_num}", f"malformed CSV ({exc})") from None
 
 
 def _rows(path: Path) -> Iterator[tuple[Any, str]]:

@@ -209,3 +209,30 @@ def test_gold_in_the_first_sentence_of_a_long_answer() -> None:
         "Jefferson later read it aloud to a crowd of people in the city square."
     )
     assert grade_answer(long_wrong, ["Thomas Jefferson"]) is I
+
+
+def test_csv_loaders_give_one_line_and_read_what_public_sets_write(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffproblem,answer\nWho wrote Hamlet?,Shakespeare\n".encode())
+    assert load_dataset(str(bom)).items[0].question == "Who wrote Hamlet?"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("problem,answer\nQ?,Caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin\.csv:2: not UTF-8"):
+        load_dataset(str(latin))
+    huge = tmp_path / "huge.csv"
+    huge.write_text("problem,answer\nQ?," + "x" * 200_000 + "\n")
+    with pytest.raises(DatasetError, match="malformed CSV"):
+        load_dataset(str(huge))
+    words = tmp_path / "range.jsonl"
+    rows = [
+        {"question": "Q1?", "answer": "150", "acceptable_range": "anything between 148 and 152"},
+        {"question": "Q2?", "answer": "1,500", "acceptable_range": "1,480-1,520"},
+        {"question": "Q3?", "answer": "3", "acceptable_range": ""},
+    ]
+    words.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = [i.acceptable_range for i in load_dataset(str(words)).items]
+    assert got == [(148.0, 152.0), (1480.0, 1520.0), None]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "Q?", "answer": "1", "acceptable_range": "soon"}))
+    with pytest.raises(DatasetError, match="acceptable_range"):
+        load_dataset(str(bad))
