@@ -44,7 +44,7 @@ def web():
 
 def settings(web: LocalWeb, tmp_path: Path | None = None, **kw) -> WebSettings:
     base = dict(
-        allow_hosts=["127.0.0.1"],
+        allow_hosts=["127.0.0.1:*"],
         searxng_url=web.url(""),
         brave_url=web.url("/brave"),
         total_timeout_s=3.0,
@@ -402,3 +402,33 @@ async def test_a_page_that_breaks_a_parser_loses_only_itself(web: LocalWeb, monk
     assert any(ARTICLE_FACT in p.text for p in passages)
     assert any("list index out of range" in f for f in retriever.failures)
     await retriever.aclose()
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "::ffff:127.0.0.1",  # mapped
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:c0a8:0101::1",  # 6to4 of 192.168.1.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "::10.0.0.1",  # IPv4-compatible (deprecated)
+        "fec0::1",  # site-local (deprecated)
+        "100.64.0.1",  # shared address space (carrier-grade NAT)
+    ],
+)
+def test_guard_refuses_addresses_that_embed_or_reach_private_space(addr: str) -> None:
+    assert not is_public_address(addr)
+
+
+def test_guard_keeps_public_addresses_and_ports_are_opted_in_one_by_one() -> None:
+    from retrieval.web.guard import allowed
+
+    for addr in ("8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"):
+        assert is_public_address(addr), addr
+    assert allowed("127.0.0.1", 8080, "http", ["127.0.0.1:8080"])
+    assert not allowed("127.0.0.1", 6379, "http", ["127.0.0.1:8080"])
+    assert not allowed("127.0.0.1", 6379, "http", ["127.0.0.1"])  # bare host: 80/443 only
+    assert allowed("127.0.0.1", None, "http", ["127.0.0.1"])
+    assert allowed("127.0.0.1", 6379, "http", ["127.0.0.1:*"])
+    assert allowed("::1", 8080, "http", ["[::1]:8080"]) and not allowed("::1", 81, "http", ["::1"])

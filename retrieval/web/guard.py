@@ -2,9 +2,10 @@
 
 By default only http(s) URLs whose host resolves exclusively to public addresses
 are allowed; loopback, private, link-local, multicast, reserved and unspecified
-addresses (IPv4 and IPv6, including IPv4-mapped IPv6) are refused. Every redirect
-target goes through the same check. ``allow_hosts`` opts specific hosts in (tests
-use 127.0.0.1); ``allow_private`` turns the address check off (a trusted intranet).
+addresses (IPv4 and IPv6, including the IPv6 forms that carry an IPv4 address) are
+refused. Every redirect target goes through the same check. ``allow_hosts`` opts
+specific host:port pairs in (see :func:`allowed`); ``allow_private`` turns the
+address check off (a trusted intranet).
 """
 
 from __future__ import annotations
@@ -24,10 +25,35 @@ class BlockedURLError(RetrievalError):
     """A URL was refused before any request was sent."""
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form carries, whatever the form: mapped,
+    6to4, Teredo (its client), NAT64, or the deprecated IPv4-compatible one."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(addr: str) -> bool:
+    """Globally routable, and, for an IPv6 form that embeds an IPv4 address, that
+    address too. Site-local (deprecated) and every special range are refused."""
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            # 6to4 and Teredo reach the IPv4 host through a relay: judge that host.
+            ip = inner
     return not (
         ip.is_private
         or ip.is_loopback
@@ -37,6 +63,21 @@ def is_public_address(addr: str) -> bool:
         or ip.is_unspecified
         or not ip.is_global
     )
+
+
+def allowed(host: str, port: int | None, scheme: str, allow_hosts: Collection[str]) -> bool:
+    """``host:port`` opens that port, ``host:*`` every port, a bare ``host`` its
+    scheme's default port only (80, 443)."""
+    port = port or (443 if scheme == "https" else 80)
+    for entry in allow_hosts:
+        name, sep, p = entry.rpartition(":") if not entry.endswith("]") else ("", "", "")
+        if not sep or name.endswith(":"):  # no port given (or a bare IPv6 literal)
+            name, p = entry.strip("[]"), ""
+        if name.strip("[]").lower() != host.lower():
+            continue
+        if p == "*" or (p == "" and port in (80, 443)) or p == str(port):
+            return True
+    return False
 
 
 async def check_url(
@@ -53,7 +94,7 @@ async def check_url(
     host = parts.hostname
     if not host:
         raise BlockedURLError(f"refused {url[:120]}: no host")
-    if host in allow_hosts or allow_private:
+    if allow_private or allowed(host, port, parts.scheme, allow_hosts):
         return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(

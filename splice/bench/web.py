@@ -69,7 +69,7 @@ def run_web_bench(
     async def main() -> WebBench:
         with ExitStack() as stack:
             servers = [stack.enter_context(LocalWeb(f"127.0.0.{i}")) for i in range(1, 6)]
-            hosts = [w.host for w in servers]
+            hosts = [f"{w.host}:{w.port}" for w in servers]
             latency = [slowest_s * (i + 1) / pages for i in range(pages)]
             urls = [
                 servers[i % 5].url(f"/slow?ms={int(1000 * s)}&n={i}") for i, s in enumerate(latency)
