@@ -32,7 +32,8 @@ __all__ = [
     "adapter_home",
     "prepare_default",
     "kb_index_path",
-    "builtin_documents",
+    "reading_index_path",
+    "ensure_reading_index",
     "ensure_kb_index",
     "open_retriever",
     "close_retriever",
@@ -74,27 +75,22 @@ def prepare_default(
     )
 
 
-def builtin_documents() -> list[Document]:
-    """The built-in index's documents: the knowledge base and the reading corpus
-    (less the passages its dev/test splits remove on purpose)."""
-    return [*kb_documents(), *reading_documents()]
-
-
 def kb_index_path(home: Path | None = None) -> Path:
     return (home or splice_home()) / "kb-index"
 
 
-def ensure_kb_index(
-    home: Path | None = None,
-    *,
-    progress: bool = False,
-    on_stage: Callable[[str], None] | None = None,
-) -> tuple[Path, bool]:
-    """Build the knowledge-base index unless an up-to-date one exists.
+def reading_index_path(home: Path | None = None) -> Path:
+    return (home or splice_home()) / "reading-index"
 
-    Returns (path, built). A stale or damaged index is rebuilt."""
-    path = kb_index_path(home)
-    label = f"splice-kb:{kb_fingerprint()}:{reading_fingerprint()}"
+
+def _ensure(
+    path: Path,
+    label: str,
+    documents: Callable[[], list[Document]],
+    progress: bool,
+    on_stage: Callable[[str], None] | None,
+) -> tuple[Path, bool]:
+    """Build ``path`` from ``documents`` unless an index with ``label`` is there, whole."""
     try:
         if LocalIndex.read_manifest(path).label == label:
             LocalIndex.open(path).close()  # sizes and counts agree
@@ -102,7 +98,7 @@ def ensure_kb_index(
     except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
         pass
     LocalIndex.build(
-        builtin_documents(),
+        documents(),
         path,
         index_type="flat",
         overwrite=True,
@@ -111,6 +107,30 @@ def ensure_kb_index(
         on_stage=on_stage,
     )
     return path, True
+
+
+def ensure_kb_index(
+    home: Path | None = None,
+    *,
+    progress: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> tuple[Path, bool]:
+    """Build the knowledge-base index (what `ask` and `chat` search by default) unless
+    an up-to-date one exists. Returns (path, built). A stale or damaged one is rebuilt."""
+    label = f"splice-kb:{kb_fingerprint()}"
+    return _ensure(kb_index_path(home), label, kb_documents, progress, on_stage)
+
+
+def ensure_reading_index(
+    home: Path | None = None,
+    *,
+    progress: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> tuple[Path, bool]:
+    """The reading corpus's own index (less the passages its dev/test splits remove),
+    which evals of the ``reading-*`` sets search. Built on first use."""
+    label = f"splice-reading:{reading_fingerprint()}"
+    return _ensure(reading_index_path(home), label, reading_documents, progress, on_stage)
 
 
 def load_passages(path: Path) -> list[Passage]:

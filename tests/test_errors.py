@@ -102,3 +102,16 @@ def test_help_lists_subcommands(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for cmd in ("prepare", "serve-model", "ask", "bench"):
         assert cmd in proc.stdout
+
+
+def test_eval_run_refuses_reading_and_other_sets_in_one_run(tmp_path: Path) -> None:
+    proc = run_cli(
+        "eval",
+        "run",
+        "reading-answerable-dev",
+        "kb-answerable",
+        "--out",
+        str(tmp_path / "r"),
+        home=tmp_path,
+    )
+    assert_one_line_error(proc, "reading-* sets search their own index")

@@ -145,14 +145,14 @@ async def gather_passages(retriever: Any, questions: Sequence[str], k: int) -> l
     return [[p for p in ps if is_training_document(_doc(p))] for ps in results]
 
 
-def training_questions() -> list[KBQuestion]:
-    """Every question whose passages ``splice train data`` gathers: the KB's and the
-    reading corpus's training splits."""
-    return [
-        *kb_questions(split="train"),
+def training_questions() -> tuple[list[KBQuestion], list[KBQuestion]]:
+    """The questions whose passages ``splice train data`` gathers: the KB's training
+    split, and the reading corpus's (each searches its own index)."""
+    reading = [
         *reading_questions("train", "answerable"),
         *reading_questions("train", "unanswerable"),
     ]
+    return kb_questions(split="train"), reading
 
 
 def cached_chat_replies(

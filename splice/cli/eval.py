@@ -116,6 +116,7 @@ def run(
     """Run datasets × conditions through the agent; write records, summary and report."""
     quiet(verbose)
 
+    from agent.errors import ConfigError
     from evals.datasets import load_dataset
     from evals.report import write_report
     from evals.runner import EvalConfig, run_eval
@@ -146,11 +147,20 @@ def run(
     local_index = retriever = None
     if cfg.needs_index:
         from retrieval import IndexRetriever, LocalIndex
-        from splice.defaults import ensure_kb_index
+        from splice.defaults import ensure_kb_index, ensure_reading_index
 
         if index is None:
-            with err.status("checking the built-in knowledge base index…"):
-                index, _ = ensure_kb_index()
+            # The reading sets search the reading corpus's own index; the others the
+            # knowledge base's. One run, one index.
+            reading = [spec.startswith("reading-") for spec in datasets]
+            if any(reading) and not all(reading):
+                raise ConfigError(
+                    "the reading-* sets search their own index: run them apart from the "
+                    "other sets, or give one --index for all"
+                )
+            ensure = ensure_reading_index if all(reading) else ensure_kb_index
+            with err.status("checking the built-in index…"):
+                index, _ = ensure()
             cfg.index = str(index)
         local_index = LocalIndex.open(index)
         retriever = IndexRetriever(local_index)

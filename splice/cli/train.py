@@ -78,7 +78,7 @@ def data(
     from transformers import AutoTokenizer
 
     from evals.kb import chat_prompts
-    from splice.defaults import ensure_kb_index
+    from splice.defaults import ensure_kb_index, ensure_reading_index
     from training.data import (
         DataConfig,
         build_examples,
@@ -115,8 +115,12 @@ def data(
     )
     t0 = time.perf_counter()
     with err.status("retrieving passages for the training questions…"):
-        index, _ = ensure_kb_index()
-        passages = run_gather(index, training_questions(), cfg.retrieve_k)
+        # Each corpus's questions search that corpus's own index, as at inference.
+        kb_qs, reading_qs = training_questions()
+        passages = {
+            **run_gather(ensure_kb_index()[0], kb_qs, cfg.retrieve_k),
+            **run_gather(ensure_reading_index()[0], reading_qs, cfg.retrieve_k),
+        }
     replies: dict[str, list[int]] = {}
     if chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine
