@@ -10,9 +10,9 @@ variables) is ``serving.environment``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["SpliceSettings", "WebSettings", "USER_AGENT", "splice_home"]
+from .errors import ConfigError
+
+__all__ = ["SpliceSettings", "WebSettings", "USER_AGENT", "splice_home", "load"]
+
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 class SpliceSettings(BaseSettings):
@@ -39,8 +43,20 @@ class SpliceSettings(BaseSettings):
     )
 
 
+def load(cls: type[_S], **overrides: Any) -> _S:
+    """Read a settings class from the environment; a bad value is a one-line
+    ConfigError naming the variable, not a validation traceback."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        prefix = cls.model_config.get("env_prefix", "")
+        name = (prefix + str(err["loc"][0])).upper() if err.get("loc") else prefix + "*"
+        raise ConfigError(f"{name}: {err['msg']} (got {err.get('input')!r})") from None
+
+
 def splice_home() -> Path:
-    return SpliceSettings().home.expanduser()
+    return load(SpliceSettings).home.expanduser()
 
 
 USER_AGENT = "Splice/0.1 (agentic RAG research fetcher; +https://github.com/splice-rag/splice)"
@@ -94,7 +110,7 @@ class WebSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = SpliceSettings().web_config.expanduser()
+        path = load(SpliceSettings).web_config.expanduser()
         if path.exists():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)

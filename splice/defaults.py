@@ -17,7 +17,7 @@ import training
 from agent import Agent, Engine, InMemoryRetriever, Passage, Retriever
 from agent.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from agent.protocols.splice import SPECIAL_TOKENS
-from agent.settings import WebSettings, splice_home
+from agent.settings import WebSettings, load, splice_home
 from agent.tools import Document
 from evals.kb import kb_documents, kb_fingerprint
 from evals.reading import reading_documents, reading_fingerprint
@@ -159,7 +159,7 @@ def open_retriever(
     if web or hybrid:
         from retrieval.web import WebRetriever
 
-        settings = WebSettings(**({"no_cache": True} if no_cache else {}))
+        settings = load(WebSettings, **({"no_cache": True} if no_cache else {}))
         web_retriever = WebRetriever(settings, embedder=Embedder())
         if not hybrid:
             return web_retriever

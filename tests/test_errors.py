@@ -115,3 +115,20 @@ def test_eval_run_refuses_reading_and_other_sets_in_one_run(tmp_path: Path) -> N
         home=tmp_path,
     )
     assert_one_line_error(proc, "reading-* sets search their own index")
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+    from agent.settings import WebSettings, load
+
+    env = {**os.environ, "SPLICE_HOME": str(tmp_path), "SPLICE_LOG_LEVEL": "loud", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [*SPLICE, "ask", "--no-tools", "hi"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert_one_line_error(proc, "SPLICE_LOG_LEVEL", "'loud'")
+    os.environ["SPLICE_WEB_RESULTS"] = "many"
+    try:
+        with pytest.raises(ConfigError, match="SPLICE_WEB_RESULTS"):
+            load(WebSettings)
+    finally:
+        del os.environ["SPLICE_WEB_RESULTS"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from agent.errors import RetrievalError
+from agent.settings import load
 
 from .guard import check_url
 from .settings import WebSettings
@@ -119,7 +120,7 @@ class Fetcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.s = settings or WebSettings()
+        self.s = settings or load(WebSettings)
         timeout = httpx.Timeout(
             connect=self.s.connect_timeout_s,
             read=self.s.read_timeout_s,

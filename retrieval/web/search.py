@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import RetrievalError, first_line
-from agent.settings import splice_home
+from agent.settings import load, splice_home
 from agent.tools import Passage, Retriever, ToolError, term_overlap, word_terms
 
 from ..chunking import ChunkConfig, Document, chunk_document
@@ -44,7 +44,7 @@ class WebRetriever(Retriever):
         embedder: Any = None,
         cache: WebCache | None = None,
     ) -> None:
-        self.s = settings or WebSettings()
+        self.s = settings or load(WebSettings)
         self.backend = backend or make_backend(self.s)
         self.fetcher = fetcher or Fetcher(self.s)
         self.extractor = Extractor(self.s.extract_timeout_s)

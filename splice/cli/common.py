@@ -115,8 +115,10 @@ JsonOutOpt = Annotated[
 
 
 def quiet(verbose: bool) -> None:
-    """Library logs to stderr, and only errors unless -v."""
-    quiet_libraries(verbose)
+    """Library logs to stderr, and only errors unless -v (or SPLICE_LOG_LEVEL=INFO/DEBUG)."""
+    from agent.settings import SpliceSettings, load
+
+    quiet_libraries(verbose or load(SpliceSettings).log_level in ("INFO", "DEBUG"))
 
 
 def dim(message: str) -> None:
