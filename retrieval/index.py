@@ -267,7 +267,7 @@ class LocalIndex:
         faiss = _faiss()
         try:
             index = faiss.read_index(str(path / FAISS_FILE))
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:  # a damaged header can ask for GBs
             raise IndexCorruptError(path, f"{FAISS_FILE}: {first_line(exc, 80)}") from None
         if index.d != m.dim:
             raise IndexMismatchError(

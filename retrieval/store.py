@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from .chunking import Chunk
 
@@ -31,7 +32,9 @@ CREATE TABLE IF NOT EXISTS passages (
 class PassageStore:
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
-        uri = f"file:{path}?mode={'rwc' if create else 'rw'}"
+        # Quoted: a '#' or '?' in the path would otherwise end the file name early
+        # and open (or create) another file.
+        uri = f"file:{quote(str(path))}?mode={'rwc' if create else 'rw'}"
         self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         if create:
             self.db.executescript(_SCHEMA)

@@ -93,7 +93,8 @@ def _ensure(
     """Build ``path`` from ``documents`` unless an index with ``label`` is there, whole."""
     try:
         if LocalIndex.read_manifest(path).label == label:
-            LocalIndex.open(path).close()  # sizes and counts agree
+            # Checksums too: a flipped byte in a passage must not be served as a fact.
+            LocalIndex.open(path, verify=True).close()
             return path, False
     except (IndexNotFoundError, IndexCorruptError, IndexMismatchError):
         pass

@@ -30,3 +30,18 @@ def test_damaged_kb_index_is_rebuilt(kb_index: Path, tmp_path: Path) -> None:
     faiss_file.write_bytes(faiss_file.read_bytes()[:64])
     path, built = ensure_kb_index(home)
     assert built and LocalIndex.open(path, verify=True).manifest.count > 0
+
+
+def test_a_flipped_byte_in_a_kb_passage_is_rebuilt_not_served(
+    kb_index: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(kb_index, home / "kb-index")
+    store = home / "kb-index" / "passages.sqlite"
+    data = bytearray(store.read_bytes())
+    at = data.find(b"Things Fall Apart")
+    assert at > 0
+    data[at] ^= 0x01  # same size, one bit: only the checksum can tell
+    store.write_bytes(bytes(data))
+    path, built = ensure_kb_index(home)
+    assert built and b"Things Fall Apart" in (path / "passages.sqlite").read_bytes()

@@ -291,3 +291,32 @@ def test_cli_reports_a_malformed_row_and_writes_nothing(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "bad.jsonl:2" in res.stderr and "Traceback" not in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
+def test_a_path_with_hash_or_question_mark_opens_its_own_files(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    parent = tmp_path / "odd"
+    path = parent / "notes#2?draft"
+    built, _ = LocalIndex.build(DOCS, path, embedder=embedder)
+    built.close()
+    index = LocalIndex.open(path, verify=True)
+    assert index.search(["Who created Python?"], k=1)[0][0][0].doc_id == "python"
+    index.close()
+    assert sorted(p.name for p in parent.iterdir()) == ["notes#2?draft"]  # no stray file
+
+
+def test_a_header_that_asks_for_too_much_memory_is_one_line(
+    small_index: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import retrieval.index as index_module
+
+    class Faiss:
+        @staticmethod
+        def read_index(_path):
+            raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(index_module, "_faiss", lambda: Faiss)
+    with pytest.raises(IndexCorruptError, match="index.faiss") as info:
+        LocalIndex.open(_copy(small_index, tmp_path))
+    assert "\n" not in str(info.value)
