@@ -129,6 +129,11 @@ class Answer(BaseModel):
     def searches(self) -> int:
         return sum(1 for s in self.trace if isinstance(s, ToolCallStep))
 
+    @property
+    def withheld(self) -> str | None:
+        """The model's answer when low confidence replaced it by "I don't know"."""
+        return next((s.withheld for s in self.trace if isinstance(s, AnswerStep)), None)
+
 
 Event = Annotated[
     TokenEvent | ToolCallEvent | ToolResultEvent | AnswerEvent, Field(discriminator="type")

@@ -173,7 +173,7 @@ def _record(item: Any, dataset: str, condition: str, answer: Any, seconds: float
         "latency_s": round(seconds, 3),
         "answer_logprob": answer.mean_logprob,
         "confidence": answer.confidence,
-        "withheld": next((s.withheld for s in answer.trace if getattr(s, "withheld", None)), None),
+        "withheld": answer.withheld,
         "sources": sources,
     }
 
@@ -335,20 +335,18 @@ async def run_eval(
                 }
             else:
                 rec = _record(item, ds.name, label, answer, time.perf_counter() - t0)
-                rec["rule_grade"] = grade_answer(
-                    answer.text,
-                    item.answers,
-                    answerable=item.answerable,
-                    acceptable_range=item.acceptable_range,
-                ).value
-                rec["grade"] = rec["rule_grade"]
-                if rec["withheld"]:  # what the answer would have scored: for calibration
-                    rec["withheld_grade"] = grade_answer(
-                        rec["withheld"],
+
+                def rule(text: str) -> str:
+                    return grade_answer(
+                        text,
                         item.answers,
                         answerable=item.answerable,
                         acceptable_range=item.acceptable_range,
                     ).value
+
+                rec["rule_grade"] = rec["grade"] = rule(answer.text)
+                if answer.withheld:  # what the answer would have scored: for calibration
+                    rec["withheld_grade"] = rule(answer.withheld)
                 if judge is not None:
                     rec["judge_grade"], rec["judge_reply"] = await judge.grade(
                         item.question, item.answers, answer.text, item.answerable

@@ -13,7 +13,7 @@ import asyncio
 import random
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -38,17 +38,7 @@ Kind = Literal[
     "chat",
     "identity",
 ]
-KINDS: tuple[str, ...] = (
-    "closed-known",
-    "closed-unknown",
-    "tools-answer",
-    "tools-absent",
-    "reading-answer",
-    "reading-absent",
-    "reading-removed",
-    "chat",
-    "identity",
-)
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 class Example(BaseModel):

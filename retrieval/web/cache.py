@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,7 @@ class UnsafeEntryError(RetrievalError):
     """A stored entry is not plain JSON (written by pickle, or tampered with)."""
 
 
+@lru_cache(maxsize=1)  # one class, however many caches are opened
 def _json_only_disk() -> Any:
     import diskcache
     from diskcache.core import MODE_BINARY, MODE_RAW

@@ -163,9 +163,7 @@ def ask(
             else:
                 out.print(answer.text, markup=False, highlight=False)
                 if answer.confidence is not None:
-                    withheld = next(
-                        (s.withheld for s in answer.trace if getattr(s, "withheld", None)), None
-                    )
+                    withheld = answer.withheld
                     note = f" (withheld: {escape(withheld)})" if withheld else ""
                     err.print(f"[dim]confidence {answer.confidence:.2f}{note}[/dim]")
                 for c in answer.citations:
