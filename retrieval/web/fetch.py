@@ -1,6 +1,7 @@
-"""Safe page fetching with httpx: the SSRF guard, robots.txt, bounded concurrency,
-timeouts, a size cap enforced while streaming, re-checked redirects, charset
-detection, and bounded retries that honour Retry-After (tenacity).
+"""Safe page fetching with httpx: the SSRF guard with the checked address pinned,
+robots.txt, bounded concurrency, timeouts, a size cap on the decoded bytes whatever
+the Content-Encoding chain, re-checked redirects, charset detection, and bounded
+retries that honour Retry-After (tenacity).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import email.utils
 import math
 import re
 import time
+import zlib
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -20,6 +22,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from agent.errors import RetrievalError
 from agent.settings import load
 
+from .encoding import (
+    ACCEPT_ENCODING,
+    BodyTooLargeError,
+    BoundedDecoder,
+    UnsupportedEncodingError,
+)
 from .guard import check_url
 from .settings import WebSettings
 
@@ -131,7 +139,7 @@ class Fetcher:
             timeout=timeout,
             follow_redirects=False,
             transport=transport,
-            headers={"User-Agent": self.s.user_agent},
+            headers={"User-Agent": self.s.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         )
         self._global = asyncio.Semaphore(self.s.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -154,12 +162,12 @@ class Fetcher:
     async def _follow(self, url: str) -> FetchedPage:
         current = url
         for _ in range(self.s.max_redirects + 1):
-            await check_url(
+            pin = await check_url(
                 current, allow_hosts=self.s.allow_hosts, allow_private=self.s.allow_private
             )
-            if self.s.respect_robots and not await self._robots_allow(current):
+            if self.s.respect_robots and not await self._robots_allow(current, pin):
                 raise FetchError(current, "disallowed by robots.txt")
-            status, headers, body = await self._get_with_retries(current)
+            status, headers, body = await self._get_with_retries(current, pin)
             if status in REDIRECTS:
                 location = headers.get("location")
                 if not location:
@@ -176,7 +184,9 @@ class Fetcher:
             return page
         raise FetchError(url, f"more than {self.s.max_redirects} redirects")
 
-    async def _get_with_retries(self, url: str) -> tuple[int, dict[str, str], bytes]:
+    async def _get_with_retries(
+        self, url: str, pin: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
         def wait(state: Any) -> float:
             exc = state.outcome.exception()
             return min(
@@ -192,7 +202,7 @@ class Fetcher:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._get(url)
+                    return await self._get(url, pin)
         except _Retryable as exc:
             raise FetchError(url, f"{exc.reason} after {self.s.max_retries + 1} attempts") from None
         raise AssertionError("unreachable")
@@ -203,43 +213,32 @@ class Fetcher:
             self._hosts[host] = asyncio.Semaphore(self.s.per_host)
         return self._hosts[host]
 
-    async def _get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+    def _request(self, url: str, pin: str | None) -> httpx.Request:
+        """GET ``url``; with ``pin``, connect to that address and nothing else, while
+        the Host header and TLS (SNI and certificate check) still use the name."""
+        if pin is None:
+            return self.client.build_request("GET", url)
+        target = httpx.URL(url)
+        host = target.netloc.decode("ascii").rpartition("@")[2]
+        return self.client.build_request(
+            "GET",
+            target.copy_with(host=pin),
+            headers={"Host": host},
+            extensions={"sni_hostname": target.host},
+        )
+
+    async def _get(
+        self, url: str, pin: str | None, *, truncate: bool = False
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One GET. ``truncate`` keeps the first ``max_bytes`` of a longer body
+        instead of failing (robots.txt: its rules come first)."""
         async with self._host_gate(url), self._global:
             try:
-                async with self.client.stream("GET", url) as resp:
-                    headers = {k.lower(): v for k, v in resp.headers.items()}
-                    status = resp.status_code
-                    if status in REDIRECTS:
-                        return status, headers, b""
-                    if status == 429 or status >= 500:
-                        wait_s = _retry_after(headers.get("retry-after"))
-                        if wait_s > self.s.max_retry_wait_s:
-                            raise FetchError(
-                                url,
-                                f"HTTP {status}, retry after {wait_s:.0f}s "
-                                f"(more than the {self.s.max_retry_wait_s:g}s cap)",
-                            )
-                        raise _Retryable(f"HTTP {status}", wait_s)
-                    if status >= 400:
-                        raise FetchError(url, f"HTTP {status}")
-                    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-                    if ctype and ctype not in TEXT_TYPES and ctype != PDF_TYPE:
-                        raise FetchError(
-                            url,
-                            f"unsupported content type {ctype}: only HTML, "
-                            "plain text and PDF are read",
-                        )
-                    declared = int(headers.get("content-length", "0") or 0)
-                    if declared > self.s.max_bytes:
-                        raise FetchError(
-                            url, f"{declared:,} bytes, over the {self.s.max_bytes:,}-byte limit"
-                        )
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) > self.s.max_bytes:
-                            raise FetchError(url, f"over the {self.s.max_bytes:,}-byte limit")
-                    return status, headers, bytes(body)
+                resp = await self.client.send(self._request(url, pin), stream=True)
+                try:
+                    return await self._read(url, resp, truncate)
+                finally:
+                    await resp.aclose()
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 raise _Retryable(f"{type(exc).__name__}") from None
             except httpx.TimeoutException as exc:
@@ -247,13 +246,58 @@ class Fetcher:
             except httpx.HTTPError as exc:
                 raise FetchError(url, f"{type(exc).__name__}: {str(exc)[:100]}") from None
 
-    async def _robots_allow(self, url: str) -> bool:
+    async def _read(
+        self, url: str, resp: httpx.Response, truncate: bool
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        status = resp.status_code
+        if status in REDIRECTS:
+            return status, headers, b""
+        if status == 429 or status >= 500:
+            wait_s = _retry_after(headers.get("retry-after"))
+            if wait_s > self.s.max_retry_wait_s:
+                raise FetchError(
+                    url,
+                    f"HTTP {status}, retry after {wait_s:.0f}s "
+                    f"(more than the {self.s.max_retry_wait_s:g}s cap)",
+                )
+            raise _Retryable(f"HTTP {status}", wait_s)
+        if status >= 400:
+            raise FetchError(url, f"HTTP {status}")
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype not in TEXT_TYPES and ctype != PDF_TYPE:
+            raise FetchError(
+                url,
+                f"unsupported content type {ctype}: only HTML, plain text and PDF are read",
+            )
+        length = headers.get("content-length", "")
+        declared = int(length) if length.isdigit() else 0
+        if declared > self.s.max_bytes and not truncate:
+            raise FetchError(url, f"{declared:,} bytes, over the {self.s.max_bytes:,}-byte limit")
+        body = bytearray()
+        try:
+            # Raw bytes, decoded here under the cap: httpx would inflate
+            # each chunk whole before the cap could be checked.
+            decoder = BoundedDecoder(headers.get("content-encoding", ""), self.s.max_bytes)
+            async for chunk in resp.aiter_raw():
+                body += decoder.feed(chunk)
+            body += decoder.flush()
+        except BodyTooLargeError as exc:
+            if not truncate:
+                raise FetchError(url, str(exc)) from None
+        except UnsupportedEncodingError as exc:
+            raise FetchError(url, str(exc)) from None
+        except zlib.error as exc:
+            raise FetchError(url, f"corrupt compressed body ({exc})") from None
+        return status, headers, bytes(body)
+
+    async def _robots_allow(self, url: str, pin: str | None) -> bool:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         lock = self._robots_locks.setdefault(origin, asyncio.Lock())
         async with lock:  # one robots.txt request per host, even under concurrency
             if origin not in self._robots:
-                self._robots[origin] = await self._load_robots(origin)
+                self._robots[origin] = await self._load_robots(origin, pin)
         rules = self._robots[origin]
         if rules is None:
             return True
@@ -261,11 +305,11 @@ class Fetcher:
             return False
         return bool(rules.can_fetch(url, "Splice"))
 
-    async def _load_robots(self, origin: str) -> Any:
+    async def _load_robots(self, origin: str, pin: str | None) -> Any:
         from protego import Protego
 
         try:
-            status, _, body = await self._get(origin + "/robots.txt")
+            status, _, body = await self._get(origin + "/robots.txt", pin, truncate=True)
         except FetchError as exc:
             # 4xx means no rules; a server error means "stay away for now".
             return False if exc.reason.startswith("HTTP 5") else None

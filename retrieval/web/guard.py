@@ -82,8 +82,13 @@ def allowed(host: str, port: int | None, scheme: str, allow_hosts: Collection[st
 
 async def check_url(
     url: str, *, allow_hosts: Collection[str] = (), allow_private: bool = False
-) -> None:
-    """Raise :class:`BlockedURLError` unless ``url`` may be fetched."""
+) -> str | None:
+    """Raise :class:`BlockedURLError` unless ``url`` may be fetched.
+
+    Returns the address that was checked, which the caller must connect to (resolve
+    once, pin it): a second lookup could answer otherwise (DNS rebinding). ``None``
+    when the host was let through by name (``allow_hosts``, ``allow_private``).
+    """
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number in range
@@ -95,7 +100,7 @@ async def check_url(
     if not host:
         raise BlockedURLError(f"refused {url[:120]}: no host")
     if allow_private or allowed(host, port, parts.scheme, allow_hosts):
-        return
+        return None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port or 0, type=socket.SOCK_STREAM
@@ -109,3 +114,6 @@ async def check_url(
             raise BlockedURLError(
                 f"refused {url[:120]}: {host} resolves to the non-public address {sockaddr[0]}"
             )
+    if not infos:
+        raise BlockedURLError(f"refused {url[:120]}: {host} resolves to no address")
+    return str(infos[0][4][0]).split("%", 1)[0]

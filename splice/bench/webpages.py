@@ -1,18 +1,22 @@
 """A real HTTP server on loopback that plays the web for tests and ``bench web``.
 
 It emulates the SearxNG and Brave JSON APIs and serves the pages the fetcher must
-survive: a normal article, a 50 MB page, slow and never-finishing pages, 429 with
-Retry-After, 500, a redirect loop, a redirect to 10.0.0.1, binary content, a wrong
-charset, a robots.txt-disallowed page, and a page full of control-token strings.
+survive: a normal article (also gzip-encoded), a 50 MB page, compression bombs
+(stacked gzip, deflate), an unknown encoding, slow, dripping and never-finishing
+pages, 429 with Retry-After, 500, a malformed Content-Length, a redirect loop, a
+redirect to 10.0.0.1, binary content, a wrong charset, a robots.txt-disallowed page,
+optionally a 20 MB robots.txt, and a page full of control-token strings.
 Standard library only (``ThreadingHTTPServer``), one thread per connection.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +38,26 @@ seen from twenty nautical miles away.</p>
 two cottages at its foot until the light was automated in 1964.</p>
 <p>Visitors can climb the 148 steps to the lantern room on summer afternoons.</p>
 </article><footer>Copyright notice</footer></body></html>"""
+
+
+BOMB_BYTES = 100_000_000
+
+
+@functools.cache
+def _bomb(stacked: bool) -> bytes:
+    """100 MB of zeros: stacked gzip is about 500 bytes on the wire, deflate 100 kB."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31 if stacked else 15)
+    mb = bytes(1 << 20)
+    body = b"".join(c.compress(mb) for _ in range(BOMB_BYTES >> 20)) + c.flush()
+    if stacked:
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = c.compress(body) + c.flush()
+    return body
+
+
+def _gzip(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
 
 
 def _page(title: str, body: str) -> bytes:
@@ -84,7 +108,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, qs: dict[str, list[str]], base: str) -> None:
         s = self.server
         if path == "/robots.txt":
-            self._send(200, b"User-agent: *\nDisallow: /private/\n", "text/plain")
+            rules = b"User-agent: *\nDisallow: /private/\n"
+            if not s.huge_robots:
+                self._send(200, rules, "text/plain")
+                return
+            filler = b"# filler filler filler filler filler filler filler\n" * 1000
+            self.send_response(200)  # the rules, then 20 MB of comment lines, streamed
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(rules) + 400 * len(filler)))
+            self.end_headers()
+            self.wfile.write(rules)
+            for _ in range(400):
+                self.wfile.write(filler)
         elif path == "/search":  # SearxNG JSON API
             q = qs.get("q", [""])[0]
             self._send(
@@ -104,6 +139,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"web": {"results": rows}}).encode(), "application/json")
         elif path == "/article":
             self._send(200, _ARTICLE.format(fact=ARTICLE_FACT).encode())
+        elif path == "/gzip":
+            body = _gzip(_ARTICLE.format(fact=ARTICLE_FACT).encode())
+            self._send(200, body, headers={"Content-Encoding": "gzip"})
+        elif path == "/bomb":  # gzip inside gzip
+            self._send(200, _bomb(True), headers={"Content-Encoding": "gzip, gzip"})
+        elif path == "/bomb-deflate":
+            self._send(200, _bomb(False), headers={"Content-Encoding": "deflate"})
+        elif path == "/brotli":
+            self._send(200, b"\x1b\x03\x00\xf8", headers={"Content-Encoding": "br"})
+        elif path == "/drip":  # a byte every 50 ms, forever: no read ever times out
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            while not s.stop_event.wait(0.05):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+        elif path == "/bad-length":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "12abc")
+            self.end_headers()
+            self.wfile.write(b"<p>twelve</p>")
+            self.close_connection = True
         elif path == "/inject":
             self._send(200, _page("Injected page", html.escape(INJECTION)))
         elif path.startswith("/private/"):
@@ -167,6 +225,7 @@ class _Server(ThreadingHTTPServer):
         self.hits: Counter[str] = Counter()
         self.stop_event = threading.Event()
         self.search_paths: dict[str, list[str]] = {}
+        self.huge_robots = False
 
     def results_for(self, query: str, base: str) -> list[dict[str, str]]:
         paths = self.search_paths.get(query, ["/article", "/inject", "/error"])
@@ -184,9 +243,10 @@ class _Server(ThreadingHTTPServer):
 class LocalWeb:
     """``with LocalWeb() as web: web.url("/article")`` — a server on a free port."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, huge_robots: bool = False) -> None:
         self.host = host
         self.server = _Server((host, 0))
+        self.server.huge_robots = huge_robots
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
