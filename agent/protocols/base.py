@@ -25,6 +25,7 @@ __all__ = [
     "ABSTENTION",
     "is_abstention",
     "encode_plain",
+    "neutralise_tags",
     "TextTagProtocol",
     "TextStreamParser",
 ]
@@ -68,6 +69,23 @@ def encode_plain(tokenizer: Any, text: str) -> list[int]:
     a page containing ``</information>`` would still encode to the control id.
     """
     return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def neutralise_tags(text: str, names: Sequence[str]) -> str:
+    """Escape every open or close tag named in ``names`` (any case, any spacing) in
+    retrieved text.
+
+    Where a protocol's tags are plain text, ``split_special_tokens`` cannot help: a
+    page holding ``</tool_response>`` would encode exactly as the real closing tag
+    and could forge a block after it. Escaped as ``&lt;…&gt;`` it stays readable and
+    inert.
+    """
+    if not names:
+        return text
+    pattern = re.compile(
+        r"<(\s*/?\s*(?:" + "|".join(re.escape(n) for n in names) + r")\b[^<>]*)>", re.I
+    )
+    return pattern.sub(r"&lt;\1&gt;", text)
 
 
 class StreamParser(TypingProtocol):

@@ -13,12 +13,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Action, TextStreamParser, TextTagProtocol, ToolCall, encode_plain
+from .base import (
+    Action,
+    TextStreamParser,
+    TextTagProtocol,
+    ToolCall,
+    encode_plain,
+    neutralise_tags,
+)
 
 __all__ = ["HermesProtocol", "HermesStreamParser"]
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 RESULT_OPEN, RESULT_CLOSE = "<tool_response>", "</tool_response>"
+TAG_NAMES = ("tool_response", "tool_call", "tools")
 
 
 def _visible(text: str) -> str:
@@ -109,7 +117,8 @@ class HermesProtocol(TextTagProtocol):
         ids = self.markup("<|im_end|>\n<|im_start|>user\n")
         for block in blocks:
             ids += self.markup(RESULT_OPEN + "\n")
-            ids += encode_plain(self.tokenizer, block)[:max_tokens_per_block]
+            text = neutralise_tags(block, TAG_NAMES)
+            ids += encode_plain(self.tokenizer, text)[:max_tokens_per_block]
             ids += self.markup("\n" + RESULT_CLOSE + "\n")
         return ids + self.markup("<|im_end|>\n<|im_start|>assistant\n")
 

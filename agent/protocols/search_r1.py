@@ -13,7 +13,8 @@ are reproduced here. ``instruction`` can be replaced with a checkpoint's exact
 training prompt. The tags are matched on decoded text, so they work whether a
 tokenizer has them as single ids (the prepared SmolLM2) or as plain text (Qwen).
 Where ``<information>`` is a single id it is banned; where it is text, it stops
-generation and nothing after it counts (the model cannot forge results).
+generation and nothing after it counts (the model cannot forge results), and the
+tags inside retrieved text are escaped (a page cannot close the block).
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Action, Message, TextStreamParser, TextTagProtocol, ToolCall, encode_plain
+from .base import (
+    Action,
+    Message,
+    TextStreamParser,
+    TextTagProtocol,
+    ToolCall,
+    encode_plain,
+    neutralise_tags,
+)
 
 __all__ = ["SearchR1Protocol", "SearchR1StreamParser", "INSTRUCTION"]
 
@@ -38,6 +47,7 @@ INSTRUCTION = (
 SEARCH, SEARCH_END = "<search>", "</search>"
 ANSWER, ANSWER_END = "<answer>", "</answer>"
 INFO, INFO_END = "<information>", "</information>"
+TAG_NAMES = ("information", "search", "answer", "think")
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
 
@@ -125,7 +135,8 @@ class SearchR1Protocol(TextTagProtocol):
     def result_ids(self, blocks: Sequence[str], max_tokens_per_block: int) -> list[int]:
         ids = self.markup("\n\n" + INFO)
         for block in blocks:
-            ids += encode_plain(self.tokenizer, block)[:max_tokens_per_block]
+            text = neutralise_tags(block, TAG_NAMES)
+            ids += encode_plain(self.tokenizer, text)[:max_tokens_per_block]
             ids += self.markup("\n")
         return ids + self.markup(INFO_END + "\n\n")
 

@@ -44,7 +44,7 @@ class FetchError(RetrievalError):
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"{url[:150]}: {reason}")
+        super().__init__(f"{repr(url[:150])[1:-1]}: {reason}")
 
 
 class _Retryable(Exception):

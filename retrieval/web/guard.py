@@ -30,15 +30,15 @@ _V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 transition form carries, whatever the form: mapped,
-    6to4, Teredo (its client), NAT64, or the deprecated IPv4-compatible one."""
+    """The IPv4 address an IPv6 transition form carries: mapped, 6to4, Teredo (its
+    client) or NAT64."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1):
+    if any(ip in net for net in _NAT64):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -48,8 +48,8 @@ def is_public_address(addr: str) -> bool:
     address too. Site-local (deprecated) and every special range are refused."""
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local:
-            return False
+        if ip.is_site_local or ip in _V4_COMPATIBLE:
+            return False  # both deprecated, never routed: nothing to judge
         inner = _embedded_ipv4(ip)
         if inner is not None:
             # 6to4 and Teredo reach the IPv4 host through a relay: judge that host.
@@ -63,6 +63,12 @@ def is_public_address(addr: str) -> bool:
         or ip.is_unspecified
         or not ip.is_global
     )
+
+
+def _shown(url: str) -> str:
+    """The URL for an error message: cut, with control characters escaped, so the
+    message stays one line whatever the model wrote."""
+    return repr(url[:120])[1:-1]
 
 
 def allowed(host: str, port: int | None, scheme: str, allow_hosts: Collection[str]) -> bool:
@@ -93,12 +99,12 @@ async def check_url(
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:  # also a malformed IPv6 literal
-        raise BlockedURLError(f"refused {url[:120]}: malformed URL ({exc})") from None
+        raise BlockedURLError(f"refused {_shown(url)}: malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise BlockedURLError(f"refused {url[:120]}: only http and https URLs are fetched")
+        raise BlockedURLError(f"refused {_shown(url)}: only http and https URLs are fetched")
     host = parts.hostname
     if not host:
-        raise BlockedURLError(f"refused {url[:120]}: no host")
+        raise BlockedURLError(f"refused {_shown(url)}: no host")
     if allow_private or allowed(host, port, parts.scheme, allow_hosts):
         return None
     try:
@@ -107,13 +113,13 @@ async def check_url(
         )
     except socket.gaierror as exc:
         raise BlockedURLError(
-            f"refused {url[:120]}: cannot resolve {host} ({exc.strerror})"
+            f"refused {_shown(url)}: cannot resolve {host} ({exc.strerror})"
         ) from None
     for *_, sockaddr in infos:
         if not is_public_address(sockaddr[0]):
             raise BlockedURLError(
-                f"refused {url[:120]}: {host} resolves to the non-public address {sockaddr[0]}"
+                f"refused {_shown(url)}: {host} resolves to the non-public address {sockaddr[0]}"
             )
     if not infos:
-        raise BlockedURLError(f"refused {url[:120]}: {host} resolves to no address")
+        raise BlockedURLError(f"refused {_shown(url)}: {host} resolves to no address")
     return str(infos[0][4][0]).split("%", 1)[0]
