@@ -1,0 +1,129 @@
+"""An engine that dies mid-run, against real parts: a ``vllm serve`` killed with
+SIGKILL while an eval streams from it, and the in-process engine's core process
+killed the same way. The eval records the failures, loses nothing finished, and a
+resume against a live engine completes the run without duplicates. Part of the
+fault matrix in docs/reliability.md."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import MAX_MODEL_LEN
+
+from evals.records import read_records
+from evals.runner import EvalConfig, run_eval
+
+pytestmark = pytest.mark.vllm
+N = 12
+
+
+def _questions(tmp_path: Path) -> Path:
+    path = tmp_path / "capitals.jsonl"
+    countries = ["France", "Spain", "Italy", "Peru", "Chile", "Japan", "Egypt", "Kenya"]
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"q{i}", "question": f"What is the capital of {c}? ({i})", "answers": [c]}
+            )
+            + "\n"
+            for i, c in enumerate(countries * 2)
+            if i < N
+        )
+    )
+    return path
+
+
+def _kill_tree(pid: int) -> None:
+    proc = psutil.Process(pid)
+    for p in [*proc.children(recursive=True), proc]:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
+async def _kill_after_records(records: Path, count: int, kill) -> None:
+    for _ in range(6000):
+        if records.exists() and records.read_bytes().count(b"\n") >= count:
+            kill()
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no records were written")
+
+
+async def _resume_and_check(cfg: EvalConfig, engine, run: Path, first: list[dict]) -> None:
+    records = run / "records.jsonl"
+    failed = [r for r in first if r["grade"] == "ERROR"]
+    finished = [r for r in read_records(records) if r["grade"] != "ERROR"]
+    assert failed, "the engine died after the run had finished: nothing was tested"
+    assert all(r["error"] and "\n" not in r["error"] for r in failed)
+    before = records.read_bytes()
+    again = await run_eval(cfg, engine, run, resume=True)
+    ids = [r["id"] for r in again]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(N))  # each once
+    assert not [r for r in again if r["grade"] == "ERROR"]
+    kept = {r["id"]: r for r in finished}
+    assert all(kept[r["id"]] == r for r in again if r["id"] in kept)  # finished untouched
+    assert records.read_bytes().startswith(before[: before.rfind(b"\n") + 1])
+
+
+async def test_a_killed_vllm_serve_is_recorded_and_the_run_resumes(
+    model_dir: Path, model_server, tmp_path: Path
+) -> None:
+    from serving.http_engine import HTTPEngine
+    from serving.model_server import ModelServer
+    from serving.vllm_engine import VLLMConfig
+
+    cfg = EvalConfig(
+        datasets=[str(_questions(tmp_path))], conditions=["closed-book"], concurrency=2
+    )
+    run = tmp_path / "run"
+    doomed = ModelServer(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN))
+    doomed.start(timeout=600)
+    try:
+        engine = await HTTPEngine.connect(doomed.url)
+        assert doomed.process is not None
+        pid = doomed.process.pid
+        first, _ = await asyncio.gather(
+            run_eval(cfg, engine, run),
+            _kill_after_records(run / "records.jsonl", 2, lambda: _kill_tree(pid)),
+        )
+        await engine.aclose()
+    finally:
+        doomed.stop()
+    live = await HTTPEngine.connect(model_server.url)  # same model, another server
+    try:
+        await _resume_and_check(cfg, live, run, first)
+    finally:
+        await live.aclose()
+
+
+async def test_a_killed_engine_core_is_recorded_and_the_run_resumes(
+    model_dir: Path, vllm_engine, tmp_path: Path
+) -> None:
+    from serving.vllm_engine import VLLMConfig, VLLMEngine
+
+    cfg = EvalConfig(
+        datasets=[str(_questions(tmp_path))], conditions=["closed-book"], concurrency=2
+    )
+    run = tmp_path / "run"
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    doomed = VLLMEngine.start(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN))
+    core = [p.pid for p in me.children(recursive=True) if p.pid not in before]
+    assert core, "the engine core runs in-process: nothing to kill"
+    try:
+        first, _ = await asyncio.gather(
+            run_eval(cfg, doomed, run),
+            _kill_after_records(
+                run / "records.jsonl", 2, lambda: [_kill_tree(pid) for pid in core]
+            ),
+        )
+    finally:
+        doomed.shutdown()
+    await _resume_and_check(cfg, vllm_engine, run, first)
