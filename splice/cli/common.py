@@ -20,6 +20,7 @@ __all__ = [
     "started_engine",
     "print_report",
     "vllm_config",
+    "untuned_base",
     "dim",
     "ModelOpt",
     "MaxLenOpt",
@@ -185,3 +186,14 @@ def print_report(report: Any, out_path: Path | None) -> None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(report.model_dump_json(indent=2))
         err.print(f"wrote {out_path}")
+
+
+def untuned_base(base: Path | None = None) -> Path:
+    """``base``, or the prepared untuned base model: what the recipe starts from and
+    what the knowledge probe asks (what the model knew before any fine-tuning)."""
+    from serving.prepare import base_model_dir, verify
+
+    path = base or base_model_dir()
+    if base is None:
+        verify(path, full=False)  # one-line error naming `splice prepare` when absent
+    return path

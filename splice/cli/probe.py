@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import out, progress_bar, quiet, started_engine, vllm_config
+from .common import out, progress_bar, quiet, started_engine, untuned_base, vllm_config
 
 __all__ = ["probe"]
 
@@ -41,7 +41,13 @@ def probe(
     max_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 64,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
     url: Annotated[Optional[str], typer.Option(help="Use a running `splice serve-model`.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="HF name or path (default: the prepared untuned base model; the probe "
+            "asks what the model knew before fine-tuning)."
+        ),
+    ] = None,
 ) -> None:
     """Knowledge probe: label each question known or unknown to the model.
 
@@ -54,6 +60,8 @@ def probe(
     if rule not in ("greedy", "sampled"):
         raise typer.BadParameter(f"--rule must be greedy or sampled, not {rule!r}")
     quiet(False)
+    if url is None and model is None:
+        model = str(untuned_base())
     names = datasets or ["kb-train", "trivia-train"]
     loaded = [load_dataset(name).limit(limit) for name in names]
     items = [it for ds in loaded for it in ds.items]
@@ -93,7 +101,7 @@ def probe(
             "known_at": known_at,
             "rule": rule,
             "seed": seed,
-            "model": model or url or "default",
+            "model": model or url,
         },
     )
     out.print(

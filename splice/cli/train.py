@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import err, out, progress_bar, quiet
+from .common import err, out, progress_bar, quiet, untuned_base
 
 __all__ = ["train_app"]
 
@@ -22,15 +22,6 @@ BaseOpt = Annotated[
     Optional[Path],
     typer.Option("--base", help="Model to start from (default: the prepared untuned base model)."),
 ]
-
-
-def _base(base: Path | None) -> Path:
-    from serving.prepare import base_model_dir, verify
-
-    path = base or base_model_dir()
-    if base is None:
-        verify(path, full=False)  # one-line error naming `splice prepare` when absent
-    return path
 
 
 @train_app.command("data")
@@ -91,7 +82,7 @@ def data(
     )
     from training.trajectories import Replayer
 
-    model = _base(base)
+    model = untuned_base(base)
     probe_path = probe or Path("runs/probe.jsonl")
     labels: dict[str, Any] = {}
     if probe_path.is_file():
@@ -197,7 +188,7 @@ def sft(
     from training.data import read_dataset
     from training.sft import SFTConfig, train
 
-    model = _base(base)
+    model = untuned_base(base)
     if not data_path.is_file():
         raise typer.BadParameter(f"{data_path} does not exist (run `splice train data`)")
     examples = read_dataset(data_path)
