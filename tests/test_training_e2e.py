@@ -8,8 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from agent.engine import SamplingParams
+from agent.errors import ConfigError
 from agent.protocols import Message
 from agent.protocols.splice import SPECIAL_TOKENS
 from serving.merge import merge_adapter
@@ -29,6 +31,16 @@ QUESTIONS = [
 
 class Interrupt(Exception):
     pass
+
+
+class _Trap:
+    """Unpickling this runs code: it touches ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer, tmp_path: Path) -> None:
@@ -60,7 +72,16 @@ def test_tiny_finetune_resume_merge_and_serve(splice_home: Path, tokenizer, tmp_
     out = tmp_path / "sft"
     with pytest.raises(Interrupt):
         train(base, examples, out, cfg, on_step=stop_at_6)
-    assert (out / "checkpoint" / "state.pt").is_file() and not (out / "adapter").exists()
+    state = out / "checkpoint" / "state.pt"
+    assert state.is_file() and not (out / "adapter").exists()
+    # A checkpoint holding a pickled object is refused in one line, never run.
+    good = state.read_bytes()
+    marker = tmp_path / "ran"
+    torch.save({"step": _Trap(marker)}, state)
+    with pytest.raises(ConfigError, match="rerun without --resume") as info:
+        train(base, examples, out, cfg, resume=True)
+    assert not marker.exists() and "\n" not in str(info.value)
+    state.write_bytes(good)
     result = train(base, examples, out, cfg, resume=True)
     assert result.resumed_from == 4 and result.steps == 8 and len(result.losses) == 8
     assert result.losses[-1] < result.losses[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 import shutil
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.errors import ConfigError, DependencyMissingError
+from agent.errors import ConfigError, DependencyMissingError, first_line
 from agent.protocols.splice import SPECIAL_TOKENS
 
 from .trajectories import Example
@@ -202,7 +203,13 @@ def train(
         if not state_file.is_file():
             raise ConfigError(f"nothing to resume: no checkpoint in {ckpt}")
         # Tensors and plain containers only: a checkpoint can never run code on load.
-        state = torch.load(state_file, weights_only=True)
+        try:
+            state = torch.load(state_file, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ConfigError(
+                f"{state_file} is damaged or holds more than tensors "
+                f"({first_line(exc)[:120]}): rerun without --resume"
+            ) from None
         if state["config"] != cfg.model_dump(mode="json") or state["examples"] != len(kept):
             raise ConfigError(
                 "the checkpoint was made with other settings or data: "
