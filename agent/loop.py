@@ -59,10 +59,20 @@ def _normalize(query: str) -> str:
     return " ".join(query.lower().split())
 
 
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
+
+
 def _blocks(result: Any, limit: int, protocol: Protocol) -> tuple[list[str], list[Citation]]:
     if isinstance(result, list) and all(isinstance(p, Passage) for p in result):
         kept = result[:limit]
-        cites = [Citation(id=p.id, title=p.title, source=p.source, score=p.score) for p in kept]
+        cites = [
+            Citation(
+                id=p.id, title=p.title, source=p.source, score=p.score, snippet=_snippet(p.text)
+            )
+            for p in kept
+        ]
         return (protocol.render_passages(kept) or ["No results found."]), cites
     if isinstance(result, str):
         return [result or "(empty result)"], []

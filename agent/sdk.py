@@ -73,8 +73,11 @@ class Agent:
 
     # -- prompts -------------------------------------------------------------
 
-    def prompt_ids(self, history: Sequence[Message], use_tools: bool) -> list[int]:
-        messages = [Message(role="system", content=self.system_prompt), *history]
+    def prompt_ids(
+        self, history: Sequence[Message], use_tools: bool, system_prompt: str | None = None
+    ) -> list[int]:
+        system = self.system_prompt if system_prompt is None else system_prompt
+        messages = [Message(role="system", content=system), *history]
         specs = [t.spec() for t in self.tools.values()]
         tools_text = self.protocol.tools_text(specs) if use_tools and self.tools else None
         return self.protocol.prompt_ids(messages, tools_text)
@@ -87,8 +90,14 @@ class Agent:
         *,
         use_tools: bool | None = None,
         prefill: Sequence[int] = (),
+        sampling: SamplingParams | None = None,
+        budgets: Budgets | None = None,
+        system_prompt: str | None = None,
     ) -> AsyncIterator[Event]:
-        """Events as they happen; the last one is an ``AnswerEvent``."""
+        """Events as they happen; the last one is an ``AnswerEvent``.
+
+        ``sampling``, ``budgets`` and ``system_prompt`` replace the agent's own for
+        this call (a server's per-request settings)."""
         history = (
             [Message(role="user", content=question)]
             if isinstance(question, str)
@@ -98,10 +107,10 @@ class Agent:
         async for ev in run_trajectory(
             self.engine,
             self.protocol,
-            self.prompt_ids(history, tools_on),
+            self.prompt_ids(history, tools_on, system_prompt),
             tools=self.tools if tools_on else {},
-            sampling=self.sampling,
-            budgets=self.budgets,
+            sampling=sampling or self.sampling,
+            budgets=budgets or self.budgets,
             prefill=prefill,
             confidence=self.confidence,
         ):

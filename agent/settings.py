@@ -41,6 +41,9 @@ class SpliceSettings(BaseSettings):
         default=Path("~/.config/splice/web.toml"),
         description="Optional TOML file of web-search settings.",
     )
+    api_key: str | None = Field(
+        None, description="Key `splice serve` requires as `Authorization: Bearer …`."
+    )
 
 
 def load(cls: type[_S], **overrides: Any) -> _S:

@@ -48,6 +48,8 @@ class Citation(BaseModel):
     title: str = ""
     source: str = ""
     score: float = 0.0
+    snippet: str = ""
+    """The passage's first words, for a reader deciding whether to open it."""
 
 
 class ToolResultStep(BaseModel):

@@ -22,6 +22,7 @@ from .eval import eval_app
 from .index import index_app
 from .prepare import prepare
 from .probe import probe
+from .serve import serve
 from .serve_model import serve_model
 from .train import train_app
 
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.command()(prepare)
 app.command()(ask)
 app.command()(chat)
+app.command()(serve)
 app.command("serve-model")(serve_model)
 app.command("probe")(probe)
 app.add_typer(index_app, name="index")
