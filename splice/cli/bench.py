@@ -124,3 +124,40 @@ def bench_eval(
 
     result = run_eval_bench(questions=questions, concurrency=concurrency, model=model, log=dim)
     print_report(result, out_path)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    sessions: Annotated[int, typer.Option(help="Concurrent chat sessions.")] = 50,
+    turns: Annotated[int, typer.Option(help="Turns per session.")] = 3,
+    model: ModelOpt = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """`splice serve` under concurrent sessions vs the same chats in-process."""
+    from splice.bench.serve import run_serve_bench
+
+    from .ask import agent_session
+    from .common import vllm_config
+
+    quiet(verbose)
+
+    def make_agent():
+        return agent_session(
+            url=None,
+            config=vllm_config(model),
+            index=None,
+            passages=None,
+            web=False,
+            hybrid=False,
+            no_cache=False,
+            no_tools=False,
+            protocol="splice",
+            temperature=0.0,
+            max_tokens=256,
+        )
+
+    report = run_serve_bench(make_agent, sessions=sessions, turns=turns, log=err.print)
+    print_report(report, out_path)
