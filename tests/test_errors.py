@@ -35,6 +35,12 @@ def test_ask_without_prepared_model(tmp_path: Path) -> None:
     assert_one_line_error(proc, "no prepared model", "run `splice prepare`")
 
 
+def test_an_empty_question_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    # An empty home: had the model been looked for first, the error would name it.
+    proc = run_cli("ask", "  ", home=tmp_path / "empty")
+    assert_one_line_error(proc, "the question is empty")
+
+
 def test_serve_model_without_prepared_model(tmp_path: Path) -> None:
     proc = run_cli("serve-model", home=tmp_path / "empty")
     assert_one_line_error(proc, "splice prepare")

@@ -120,6 +120,8 @@ def ask(
     from agent.trace import ToolCallEvent, ToolResultEvent
 
     quiet(verbose)
+    if not question.strip():
+        raise ConfigError('the question is empty: splice ask "your question"')
     if search_first and no_tools:
         raise ConfigError("--search-first needs search: drop --no-tools")
     config = vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)

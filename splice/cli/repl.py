@@ -50,7 +50,7 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
             console.print(f"  [dim][{escape(c.id)}] {escape(c.title)} {escape(c.source)}[/dim]")
         sampled = sum(answer.mask)
         console.print(
-            f"[dim]({sampled} tokens, {answer.searches} searches, {answer.seconds:.1f}s)[/dim]",
+            f"[dim]({sampled} tokens, {answer.searches} search{"" if answer.searches == 1 else "es"}, {answer.seconds:.1f}s)[/dim]",
             highlight=False,
         )
     return answer
