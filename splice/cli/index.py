@@ -73,7 +73,7 @@ def build(
         bool, typer.Option("--skip-bad", help="Report malformed rows and go on.")
     ] = False,
 ) -> None:
-    """Chunk, embed and index documents into DIR (written atomically)."""
+    """Chunk, embed and index documents into the --out directory (written atomically)."""
     from agent.errors import ConfigError
     from retrieval import ChunkConfig, Embedder, LocalIndex, read_documents
 
