@@ -233,3 +233,80 @@ def test_quality_bar_from_records() -> None:
     assert rows["chat_no_search"].value.value == 0.75
     text = render_bar(list(rows.values()))
     assert "| tools on | factual questions that get `<search>` | ≥ 95% | 5 | 80.0" in text
+
+
+USER_CORPUS = [
+    {"id": "tide-mill", "title": "Harrow tide mill", "text": "The Harrow tide mill was "
+     "built in 1791 by the miller Osric Penhale. It ground barley for the island's "
+     "brewers and stopped turning in 1934, when a storm broke its sluice gate."},
+    {"id": "ferry", "title": "Harrow ferry", "text": "The Harrow ferry crosses the "
+     "sound four times a day. Its first steam boat, the Gannet, entered service in "
+     "1868 and carried forty passengers."},
+    {"id": "chapel", "title": "Harrow chapel", "text": "The chapel on Harrow was "
+     "rebuilt in granite in 1822 after a fire destroyed the wooden one."},
+]  # fmt: skip
+USER_QA = [
+    {"id": "u1", "question": "Who built the Harrow tide mill?", "answers": ["Osric Penhale"],
+     "source_id": "tide-mill"},
+    {"id": "u2", "question": "What was the Harrow ferry's first steam boat called?",
+     "answers": "the Gannet"},
+    {"id": "u3", "question": "In what year was the Harrow chapel rebuilt?", "answers": ["1822"]},
+    {"id": "u4", "question": "Who was the first keeper of the Harrow chapel?",
+     "answerable": False},
+    {"id": "u5", "question": "How many passengers did the Harrow tide mill carry?",
+     "answerable": False},
+]  # fmt: skip
+
+
+def test_a_users_corpus_and_questions_replace_the_built_in_data(
+    splice_home: Path, tokenizer, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    corpus, qa = tmp_path / "corpus.jsonl", tmp_path / "qa.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in USER_CORPUS))
+    qa.write_text("".join(json.dumps(r) + "\n" for r in USER_QA))
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "splice", "train", "data", "--corpus", str(corpus),
+           "--qa", str(qa), "--no-chat", "--probe", str(tmp_path / "none.jsonl"),
+           "--tools-answer", "10", "--tools-absent", "10", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "SPLICE_HOME": str(splice_home), "COLUMNS": "200"}
+    # A probe that does not exist is named before anything slow starts.
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0 and "none.jsonl" in proc.stderr
+    cmd = [c for c in cmd if c not in ("--probe", str(tmp_path / "none.jsonl"))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    examples = read_dataset(out / "train.jsonl")
+    kinds = {e.kind for e in examples}
+    assert {"tools-answer", "tools-absent", "identity"} <= kinds
+    assert not {k for k in kinds if k.startswith("reading")} and "chat" not in kinds
+    sources = {e.source_id for e in examples if e.kind.startswith("tools")}
+    assert sources <= {q["id"] for q in USER_QA}  # nothing from the built-in data
+    answers = {e.source_id: _segments(e, tokenizer) for e in examples if e.kind == "tools-answer"}
+    # With and without a source_id, the gold passage is spliced and its span answered.
+    for qid, gold, fact in [("u1", "Osric Penhale", "1791"), ("u2", "Gannet", "1868")]:
+        sampled, whole = answers[qid]
+        assert gold in sampled and fact in whole
+    absent = [_segments(e, tokenizer)[0] for e in examples if e.kind == "tools-absent"]
+    assert absent and all("I don't know" in s for s in absent)
+
+
+def test_a_bad_qa_row_is_one_line(tmp_path: Path) -> None:
+    from training.data import read_user_qa
+
+    for content, match in [
+        ('{"question": "Who?"}\n', "needs"),
+        ('{"answers": ["x"]}\n', "question"),
+        ('{"question": "Who?", "answers": ["x"], "answerable": "yes"}\n', "true or false"),
+        ('{"id": "a", "question": "Q?", "answers": "x"}\n' * 2, "used twice"),
+        ("", "no questions"),
+    ]:
+        path = tmp_path / "qa.jsonl"
+        path.write_text(content)
+        with pytest.raises(DatasetError, match=match) as info:
+            read_user_qa(path)
+        assert "\n" not in str(info.value)

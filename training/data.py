@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.errors import DatasetError
+from agent.files import iter_jsonl
 from agent.tools import Passage
 from evals.grading import normalize
 from evals.kb import KBQuestion, builtin_file, chat_prompts, kb_questions, read_rows, split_of
@@ -44,6 +46,7 @@ __all__ = [
     "write_dataset",
     "read_dataset",
     "read_probe",
+    "read_user_qa",
     "IDENTITY_PROMPTS",
 ]
 
@@ -139,10 +142,15 @@ def _reading_by_id() -> dict[str, ReadingPassage]:
     return {p.id: p for p in reading_passages()}
 
 
-async def gather_passages(retriever: Any, questions: Sequence[str], k: int) -> list[list[Passage]]:
+async def gather_passages(
+    retriever: Any,
+    questions: Sequence[str],
+    k: int,
+    keep: Callable[[str], bool] = is_training_document,
+) -> list[list[Passage]]:
     """Top-k passages per question, held-out (dev, test) documents removed."""
     results = await retriever.search_many(list(questions), k=k)
-    return [[p for p in ps if is_training_document(_doc(p))] for ps in results]
+    return [[p for p in ps if keep(_doc(p))] for ps in results]
 
 
 def training_questions() -> tuple[list[KBQuestion], list[KBQuestion]]:
@@ -209,10 +217,16 @@ def build_examples(
     passages: dict[str, list[Passage]],
     chat_replies: dict[str, list[int]],
     cfg: DataConfig,
+    user_qa: Sequence[KBQuestion] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> list[Example]:
-    """All kinds of trajectory, deduplicated. ``passages`` maps a KB question id to its
-    retrieved passages (held-out documents already removed)."""
+    """All kinds of trajectory, deduplicated. ``passages`` maps a question id to its
+    retrieved passages (held-out documents already removed).
+
+    ``user_qa`` (from :func:`read_user_qa`) replaces the built-in knowledge base and
+    reading corpus: their kinds are made from the user's questions over the user's
+    corpus instead, and the closed-book kinds from the user's questions too. Chat and
+    identity examples stay."""
     rng = random.Random(cfg.seed)
     examples: list[Example] = []
     skipped: Counter[str] = Counter()
@@ -241,8 +255,14 @@ def build_examples(
             )
         )
 
-    answerable = _train_only(kb_questions(split="train", answerable=True))
-    unanswerable = _train_only(kb_questions(split="train", answerable=False))
+    if user_qa is None:
+        answerable = _train_only(kb_questions(split="train", answerable=True))
+        unanswerable = _train_only(kb_questions(split="train", answerable=False))
+    else:
+        answerable = _with_gold_source(
+            [q for q in user_qa if q.answerable], passages, replayer.visible_block
+        )
+        unanswerable = [q for q in user_qa if not q.answerable]
 
     # tools on, gold passage retrieved: search, read, answer
     pool = answerable[:]
@@ -256,11 +276,13 @@ def build_examples(
         mix.search_then("tools-absent", q, replayer.abstain(), psg)
     mix.removed("tools-absent", pool[::-1], cfg.tools_absent_removed, _others)
 
-    _add_reading(mix, cfg)
+    if user_qa is None:
+        _add_reading(mix, cfg)
 
     # closed-book: known → answer, unknown → "I don't know" (labels from the probe)
     golds = {q.id: (q.question, q.answers) for q in answerable}
-    golds.update({t["id"]: (t["question"], t["answers"]) for t in _trivia("train")})
+    if user_qa is None:
+        golds.update({t["id"]: (t["question"], t["answers"]) for t in _trivia("train")})
     known = [i for i, r in probe.items() if r["label"] == "known" and i in golds]
     unknown = [i for i, r in probe.items() if r["label"] == "unknown" and i in golds]
     for i in sorted(known)[: cfg.max_known]:
@@ -291,6 +313,66 @@ def build_examples(
     for why, n in sorted(skipped.items()):
         log(f"skipped {n}: {why}")
     return dedupe(examples)
+
+
+def read_user_qa(path: Path) -> list[KBQuestion]:
+    """A user's questions: JSONL rows ``{"question", "answers", "answerable"?, "id"?,
+    "source_id"?}``. ``answerable`` defaults to true; ``answers`` (a list or one
+    string) is needed when it is true; ``source_id`` names the corpus document that
+    holds the answer (without it, the first retrieved passage that contains an answer
+    is taken as the source). A bad row is a one-line DatasetError."""
+    if not path.is_file():
+        raise DatasetError(str(path), "no such file")
+    out: list[KBQuestion] = []
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict) or not str(row.get("question", "")).strip():
+            raise DatasetError(where, 'expected a JSON object with a "question"')
+        answerable = row.get("answerable", True)
+        if not isinstance(answerable, bool):
+            raise DatasetError(where, '"answerable" must be true or false')
+        answers = row.get("answers", [])
+        answers = [answers] if isinstance(answers, str) else answers
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise DatasetError(where, '"answers" must be a string or a list of strings')
+        if answerable and not any(a.strip() for a in answers):
+            raise DatasetError(where, 'an answerable question needs "answers"')
+        out.append(
+            KBQuestion(
+                id=str(row.get("id") or f"qa-{lineno}"),
+                question=str(row["question"]).strip(),
+                answers=answers,
+                answerable=answerable,
+                source_id=str(row.get("source_id") or ""),
+                split="train",
+                fictional=False,
+                category="user",
+            )
+        )
+    if not out:
+        raise DatasetError(str(path), "no questions")
+    ids = [q.id for q in out]
+    if len(set(ids)) < len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DatasetError(str(path), f"the id {dup!r} is used twice")
+    return out
+
+
+def _with_gold_source(
+    qs: Sequence[KBQuestion],
+    passages: dict[str, list[Passage]],
+    visible: Callable[[Passage], str],
+) -> list[KBQuestion]:
+    """Questions without a ``source_id`` take the first retrieved passage that holds
+    an answer (as the model would see it) as their source."""
+    out = []
+    for q in qs:
+        if not q.source_id:
+            gold = next((p for p in passages.get(q.id, []) if _holds(visible(p), q.answers)), None)
+            if gold is not None:
+                q = q.model_copy(update={"source_id": _doc(gold)})
+        out.append(q)
+    return out
 
 
 def _others(q: KBQuestion, got: Sequence[Passage]) -> list[Passage]:
@@ -485,10 +567,15 @@ def data_card(examples: Sequence[Example], meta: dict[str, Any]) -> str:
 
 
 def run_gather(
-    index_path: Path, questions: Sequence[KBQuestion], k: int
+    index_path: Path,
+    questions: Sequence[KBQuestion],
+    k: int,
+    keep: Callable[[str], bool] = is_training_document,
 ) -> dict[str, list[Passage]]:
+    """``keep``: which documents may be shown (the built-in corpora's training splits;
+    a user's corpus is all training)."""
     from retrieval import IndexRetriever
 
     retriever = IndexRetriever.open(index_path)
-    got = asyncio.run(gather_passages(retriever, [q.question for q in questions], k))
+    got = asyncio.run(gather_passages(retriever, [q.question for q in questions], k, keep))
     return {q.id: ps for q, ps in zip(questions, got)}

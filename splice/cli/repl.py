@@ -49,8 +49,10 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
         for c in answer.citations:
             console.print(f"  [dim][{escape(c.id)}] {escape(c.title)} {escape(c.source)}[/dim]")
         sampled = sum(answer.mask)
+        plural = "" if answer.searches == 1 else "es"
         console.print(
-            f"[dim]({sampled} tokens, {answer.searches} search{"" if answer.searches == 1 else "es"}, {answer.seconds:.1f}s)[/dim]",
+            f"[dim]({sampled} tokens, {answer.searches} search{plural}, "
+            f"{answer.seconds:.1f}s)[/dim]",
             highlight=False,
         )
     return answer

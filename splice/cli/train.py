@@ -58,13 +58,29 @@ def data(
     chat: Annotated[
         bool, typer.Option(help="Ordinary chat examples (runs the base model for its own replies).")
     ] = True,
+    corpus: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Your own corpus instead of the built-in data: JSONL, .txt/.md/.html "
+            "files or folders, as for `splice index build` (repeatable; needs --qa)."
+        ),
+    ] = None,
+    qa: Annotated[
+        Optional[Path],
+        typer.Option(
+            help='Your questions on --corpus: JSONL {"question", "answers", '
+            '"answerable"?, "source_id"?}.'
+        ),
+    ] = None,
     base: BaseOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
     """Build the training trajectories from the training splits.
 
     The knowledge base's and the reading corpus's training splits, the probe's
-    labels, and chat prompts; dev and test items never enter."""
+    labels, and chat prompts; dev and test items never enter. With --corpus and
+    --qa, your corpus and questions replace the built-in knowledge base and reading
+    corpus (chat and identity examples stay)."""
     quiet(verbose)
     from transformers import AutoTokenizer
 
@@ -76,12 +92,16 @@ def data(
         cached_chat_replies,
         generate_chat_replies,
         read_probe,
+        read_user_qa,
         run_gather,
         training_questions,
         write_dataset,
     )
     from training.trajectories import Replayer
 
+    if (corpus is None) != (qa is None):
+        raise typer.BadParameter("--corpus and --qa go together: give both, or neither")
+    user_qa = read_user_qa(qa) if qa is not None else None  # checked before anything slow
     model = untuned_base(base)
     probe_path = probe or Path("runs/probe.jsonl")
     labels: dict[str, Any] = {}
@@ -105,13 +125,24 @@ def data(
         reading_removed=reading_removed,
     )
     t0 = time.perf_counter()
-    with err.status("retrieving passages for the training questions…"):
-        # Each corpus's questions search that corpus's own index, as at inference.
-        kb_qs, reading_qs = training_questions()
-        passages = {
-            **run_gather(ensure_kb_index()[0], kb_qs, cfg.retrieve_k),
-            **run_gather(ensure_reading_index()[0], reading_qs, cfg.retrieve_k),
-        }
+    if user_qa is not None and corpus is not None:
+        from retrieval import LocalIndex
+        from retrieval.corpus import read_documents
+
+        index_dir = out_dir / "corpus-index"
+        LocalIndex.build(
+            read_documents(corpus), index_dir, index_type="flat", overwrite=True, progress=True
+        )
+        with err.status("retrieving passages for your questions…"):
+            passages = run_gather(index_dir, user_qa, cfg.retrieve_k, keep=lambda _doc: True)
+    else:
+        with err.status("retrieving passages for the training questions…"):
+            # Each corpus's questions search that corpus's own index, as at inference.
+            kb_qs, reading_qs = training_questions()
+            passages = {
+                **run_gather(ensure_kb_index()[0], kb_qs, cfg.retrieve_k),
+                **run_gather(ensure_reading_index()[0], reading_qs, cfg.retrieve_k),
+            }
     replies: dict[str, list[int]] = {}
     if chat:
         from serving.vllm_engine import VLLMConfig, VLLMEngine
@@ -141,12 +172,15 @@ def data(
             passages=passages,
             chat_replies=replies,
             cfg=cfg,
+            user_qa=user_qa,
             log=lambda m: err.print(f"[dim]{escape(m)}[/dim]"),
         )
     replayer.close()
     meta = {
         "config": cfg.model_dump(),
         "probe": str(probe_path) if labels else None,
+        "corpus": [str(c) for c in corpus] if corpus else None,
+        "qa": str(qa) if qa else None,
         "base_model": str(model),
         "chat_replies": len(replies),
         "seconds": round(time.perf_counter() - t0, 1),
