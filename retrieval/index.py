@@ -214,8 +214,13 @@ class LocalIndex:
         path = Path(path)
         mfile = path / MANIFEST
         if not path.is_dir() or not mfile.exists():
-            if path.is_dir() and any(path.iterdir()):
+            if path.is_dir() and any((path / f).exists() for f in (FAISS_FILE, STORE_FILE)):
                 raise IndexCorruptError(path, f"{MANIFEST} is missing")
+            if path.is_dir() and any(path.iterdir()):
+                # A folder of documents, say: it was never an index.
+                raise IndexNotFoundError(
+                    path, f"to index the files in it, `splice index build {path} --out DIR`"
+                )
             raise IndexNotFoundError(path)
         try:
             manifest = IndexManifest.model_validate_json(mfile.read_text())

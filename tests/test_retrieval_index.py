@@ -214,6 +214,15 @@ def test_flipped_bytes_are_caught_by_verify(small_index: Path, tmp_path: Path) -
         LocalIndex.open(path, verify=True)
 
 
+def test_a_folder_that_was_never_an_index_says_so(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Notes\nThe ferry leaves at noon.")
+    with pytest.raises(IndexNotFoundError, match="splice index build") as info:
+        LocalIndex.open(notes)
+    assert "damaged" not in str(info.value) and "missing" not in str(info.value)
+
+
 def test_missing_index_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(IndexNotFoundError, match="splice index build"):
         LocalIndex.open(tmp_path / "nowhere")
