@@ -25,12 +25,13 @@ pytestmark = pytest.mark.vllm
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key"
 QUESTION = "Who wrote the novel Don Quixote?"
+LOGS: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
 def server(splice_home: Path, kb_index: Path, tmp_path_factory) -> Iterator[str]:
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = LOGS["serve"] = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "SPLICE_HOME": str(splice_home), "PYTHONPATH": str(ROOT)}
     cmd = [
         sys.executable, "-m", "splice", "serve", "--port", str(port), "--api-key", KEY,
@@ -72,6 +73,10 @@ def test_models_health_and_auth(server: str, client: openai.OpenAI) -> None:
             model="splice", messages=[{"role": "user", "content": "hi"}]
         )
     assert info.value.body["code"] == "invalid_api_key"
+    # Each request is one log line with its id, and the id comes back as a header.
+    r = httpx.get(server + "/v1/models", headers={"x-request-id": "req-probe-7"})
+    assert r.status_code == 401 and r.headers["x-request-id"] == "req-probe-7"
+    assert "req-probe-7 GET /v1/models 401" in LOGS["serve"].read_text()
 
 
 def test_a_kb_question_streams_reasoning_answer_and_citations(client: openai.OpenAI) -> None:

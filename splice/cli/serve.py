@@ -109,7 +109,13 @@ def serve(
             max_queue=max_queue,
         ),
     )
-    logging.getLogger("splice.server").setLevel(logging.INFO)
+    # One line per request (id, method, path, status, time) on stderr.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    server_log = logging.getLogger("splice.server")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
     err.print(
         f"serving http://{host}:{port}/v1 as model {model_name!r}; the engine is starting "
         "(/health answers 503 until it is ready)"
