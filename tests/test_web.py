@@ -432,3 +432,25 @@ def test_guard_keeps_public_addresses_and_ports_are_opted_in_one_by_one() -> Non
     assert allowed("127.0.0.1", None, "http", ["127.0.0.1"])
     assert allowed("127.0.0.1", 6379, "http", ["127.0.0.1:*"])
     assert allowed("::1", 8080, "http", ["[::1]:8080"]) and not allowed("::1", 81, "http", ["::1"])
+
+
+def test_a_failed_web_search_says_why_on_the_console(splice_home: Path) -> None:
+    from serving.model_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "SPLICE_HOME": str(splice_home),
+        "SPLICE_WEB_SEARXNG_URL": dead,
+        "SPLICE_WEB_ALLOW_HOSTS": '["127.0.0.1:*"]',
+        "SPLICE_WEB_NO_CACHE": "true",
+        "COLUMNS": "300",
+    }
+    question = "Who lit the Quorvane lighthouse?"
+    cmd = [sys.executable, "-m", "splice.cli", "ask", "--web", "--search-first",
+           "--max-tokens", "24", "--max-model-len", "2048", question]  # fmt: skip
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    failed = [ln for ln in res.stderr.splitlines() if ln.startswith("search failed")]
+    assert failed and "web search failed" in failed[0] and "no sources" not in res.stderr

@@ -147,6 +147,10 @@ def ask(
             async for ev in agent.stream(question, prefill=prefill):
                 if isinstance(ev, ToolCallEvent) and not as_json:
                     err.print(f"[cyan]search[/cyan] {escape(json.dumps(ev.arguments))}")
+                elif isinstance(ev, ToolResultEvent) and not as_json and not ev.step.ok:
+                    # A failed search must not look like an empty one: say why, once.
+                    why = (ev.step.observation.splitlines() or [""])[0][:300]
+                    err.print(f"[red]search failed[/red] {escape(why)}")
                 elif isinstance(ev, ToolResultEvent) and not as_json:
                     ids = ", ".join(c.id for c in ev.step.sources) or "no sources"
                     err.print(f"[cyan]results[/cyan] {escape(ids)} ({ev.step.seconds:.2f}s)")

@@ -37,9 +37,12 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
         elif isinstance(ev, ToolCallEvent):
             console.print(f"\n[cyan]⟶ {escape(ev.name)}[/cyan] {escape(json.dumps(ev.arguments))}")
         elif isinstance(ev, ToolResultEvent):
-            src = ", ".join(f"{c.id} {c.title}".strip() for c in ev.step.sources)
-            state = "ok" if ev.step.ok else "failed"
-            console.print(f"[cyan]⟵ {state}[/cyan] {escape(src or ev.step.observation[:80])}")
+            if not ev.step.ok:
+                why = (ev.step.observation.splitlines() or [""])[0][:300]
+                console.print(f"[red]⟵ failed[/red] {escape(why)}")
+            else:
+                src = ", ".join(f"{c.id} {c.title}".strip() for c in ev.step.sources)
+                console.print(f"[cyan]⟵ ok[/cyan] {escape(src or ev.step.observation[:80])}")
         elif isinstance(ev, AnswerEvent):
             answer = ev.answer
     if answer is not None:
