@@ -61,6 +61,11 @@ class ToolResultStep(BaseModel):
     inserted_tokens: int
     seconds: float
 
+    @property
+    def first_line(self) -> str:
+        """The observation's first line: for a failed call, why it failed."""
+        return (self.observation.splitlines() or [""])[0]
+
 
 class ConfidenceStep(BaseModel):
     """The answer resampled from where it began; ``score`` = share that agree."""

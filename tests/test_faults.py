@@ -56,6 +56,18 @@ async def _kill_after_records(records: Path, count: int, kill) -> None:
     raise AssertionError("no records were written")
 
 
+async def _run_until_killed(tmp_path: Path, engine, kill) -> tuple[EvalConfig, Path, list]:
+    """Run an eval on ``engine``; ``kill`` it once two records are written."""
+    cfg = EvalConfig(
+        datasets=[str(_questions(tmp_path))], conditions=["closed-book"], concurrency=2
+    )
+    run = tmp_path / "run"
+    first, _ = await asyncio.gather(
+        run_eval(cfg, engine, run), _kill_after_records(run / "records.jsonl", 2, kill)
+    )
+    return cfg, run, first
+
+
 async def _resume_and_check(cfg: EvalConfig, engine, run: Path, first: list[dict]) -> None:
     records = run / "records.jsonl"
     failed = [r for r in first if r["grade"] == "ERROR"]
@@ -79,20 +91,13 @@ async def test_a_killed_vllm_serve_is_recorded_and_the_run_resumes(
     from serving.model_server import ModelServer
     from serving.vllm_engine import VLLMConfig
 
-    cfg = EvalConfig(
-        datasets=[str(_questions(tmp_path))], conditions=["closed-book"], concurrency=2
-    )
-    run = tmp_path / "run"
     doomed = ModelServer(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN))
     doomed.start(timeout=600)
     try:
         engine = await HTTPEngine.connect(doomed.url)
         assert doomed.process is not None
         pid = doomed.process.pid
-        first, _ = await asyncio.gather(
-            run_eval(cfg, engine, run),
-            _kill_after_records(run / "records.jsonl", 2, lambda: _kill_tree(pid)),
-        )
+        cfg, run, first = await _run_until_killed(tmp_path, engine, lambda: _kill_tree(pid))
         await engine.aclose()
     finally:
         doomed.stop()
@@ -108,21 +113,14 @@ async def test_a_killed_engine_core_is_recorded_and_the_run_resumes(
 ) -> None:
     from serving.vllm_engine import VLLMConfig, VLLMEngine
 
-    cfg = EvalConfig(
-        datasets=[str(_questions(tmp_path))], conditions=["closed-book"], concurrency=2
-    )
-    run = tmp_path / "run"
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     doomed = VLLMEngine.start(VLLMConfig(model=str(model_dir), max_model_len=MAX_MODEL_LEN))
     core = [p.pid for p in me.children(recursive=True) if p.pid not in before]
     assert core, "the engine core runs in-process: nothing to kill"
     try:
-        first, _ = await asyncio.gather(
-            run_eval(cfg, doomed, run),
-            _kill_after_records(
-                run / "records.jsonl", 2, lambda: [_kill_tree(pid) for pid in core]
-            ),
+        cfg, run, first = await _run_until_killed(
+            tmp_path, doomed, lambda: [_kill_tree(pid) for pid in core]
         )
     finally:
         doomed.shutdown()

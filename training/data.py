@@ -351,9 +351,8 @@ def read_user_qa(path: Path) -> list[KBQuestion]:
         )
     if not out:
         raise DatasetError(str(path), "no questions")
-    ids = [q.id for q in out]
-    if len(set(ids)) < len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    dup = next((i for i, n in Counter(q.id for q in out).items() if n > 1), None)
+    if dup is not None:
         raise DatasetError(str(path), f"the id {dup!r} is used twice")
     return out
 

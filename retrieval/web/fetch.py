@@ -28,7 +28,7 @@ from .encoding import (
     BoundedDecoder,
     UnsupportedEncodingError,
 )
-from .guard import check_url
+from .guard import check_url, shown_url
 from .settings import WebSettings
 
 __all__ = ["Fetcher", "FetchError", "FetchedPage", "decode_body", "TEXT_TYPES"]
@@ -44,7 +44,7 @@ class FetchError(RetrievalError):
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"{repr(url[:150])[1:-1]}: {reason}")
+        super().__init__(f"{shown_url(url, 150)}: {reason}")
 
 
 class _Retryable(Exception):

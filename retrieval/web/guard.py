@@ -65,10 +65,10 @@ def is_public_address(addr: str) -> bool:
     )
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str, limit: int = 120) -> str:
     """The URL for an error message: cut, with control characters escaped, so the
     message stays one line whatever the model wrote."""
-    return repr(url[:120])[1:-1]
+    return repr(url[:limit])[1:-1]
 
 
 def allowed(host: str, port: int | None, scheme: str, allow_hosts: Collection[str]) -> bool:
@@ -99,12 +99,12 @@ async def check_url(
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:  # also a malformed IPv6 literal
-        raise BlockedURLError(f"refused {_shown(url)}: malformed URL ({exc})") from None
+        raise BlockedURLError(f"refused {shown_url(url)}: malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise BlockedURLError(f"refused {_shown(url)}: only http and https URLs are fetched")
+        raise BlockedURLError(f"refused {shown_url(url)}: only http and https URLs are fetched")
     host = parts.hostname
     if not host:
-        raise BlockedURLError(f"refused {_shown(url)}: no host")
+        raise BlockedURLError(f"refused {shown_url(url)}: no host")
     if allow_private or allowed(host, port, parts.scheme, allow_hosts):
         return None
     try:
@@ -113,13 +113,13 @@ async def check_url(
         )
     except socket.gaierror as exc:
         raise BlockedURLError(
-            f"refused {_shown(url)}: cannot resolve {host} ({exc.strerror})"
+            f"refused {shown_url(url)}: cannot resolve {host} ({exc.strerror})"
         ) from None
     for *_, sockaddr in infos:
         if not is_public_address(sockaddr[0]):
             raise BlockedURLError(
-                f"refused {_shown(url)}: {host} resolves to the non-public address {sockaddr[0]}"
+                f"refused {shown_url(url)}: {host} resolves to the non-public address {sockaddr[0]}"
             )
     if not infos:
-        raise BlockedURLError(f"refused {_shown(url)}: {host} resolves to no address")
+        raise BlockedURLError(f"refused {shown_url(url)}: {host} resolves to no address")
     return str(infos[0][4][0]).split("%", 1)[0]

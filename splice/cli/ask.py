@@ -45,15 +45,15 @@ async def agent_session(
     *,
     url: str | None,
     config: Any,
-    index: Path | None,
-    passages: Path | None,
-    web: bool,
-    hybrid: bool,
-    no_cache: bool,
-    no_tools: bool,
-    protocol: str,
-    temperature: float,
-    max_tokens: int,
+    index: Path | None = None,
+    passages: Path | None = None,
+    web: bool = False,
+    hybrid: bool = False,
+    no_cache: bool = False,
+    no_tools: bool = False,
+    protocol: str = "splice",
+    temperature: float = 0.0,
+    max_tokens: int = 256,
     confidence_samples: int = 0,
     abstain_below: float | None = None,
 ) -> AsyncIterator[Any]:
@@ -149,8 +149,7 @@ def ask(
                     err.print(f"[cyan]search[/cyan] {escape(json.dumps(ev.arguments))}")
                 elif isinstance(ev, ToolResultEvent) and not as_json and not ev.step.ok:
                     # A failed search must not look like an empty one: say why, once.
-                    why = (ev.step.observation.splitlines() or [""])[0][:300]
-                    err.print(f"[red]search failed[/red] {escape(why)}")
+                    err.print(f"[red]search failed[/red] {escape(ev.step.first_line[:300])}")
                 elif isinstance(ev, ToolResultEvent) and not as_json:
                     ids = ", ".join(c.id for c in ev.step.sources) or "no sources"
                     err.print(f"[cyan]results[/cyan] {escape(ids)} ({ev.step.seconds:.2f}s)")

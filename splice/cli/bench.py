@@ -145,19 +145,7 @@ def bench_serve(
     quiet(verbose)
 
     def make_agent():
-        return agent_session(
-            url=None,
-            config=vllm_config(model),
-            index=None,
-            passages=None,
-            web=False,
-            hybrid=False,
-            no_cache=False,
-            no_tools=False,
-            protocol="splice",
-            temperature=0.0,
-            max_tokens=256,
-        )
+        return agent_session(url=None, config=vllm_config(model))  # the built-in KB
 
     report = run_serve_bench(make_agent, sessions=sessions, turns=turns, log=err.print)
     print_report(report, out_path)

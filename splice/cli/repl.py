@@ -38,8 +38,7 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
             console.print(f"\n[cyan]⟶ {escape(ev.name)}[/cyan] {escape(json.dumps(ev.arguments))}")
         elif isinstance(ev, ToolResultEvent):
             if not ev.step.ok:
-                why = (ev.step.observation.splitlines() or [""])[0][:300]
-                console.print(f"[red]⟵ failed[/red] {escape(why)}")
+                console.print(f"[red]⟵ failed[/red] {escape(ev.step.first_line[:300])}")
             else:
                 src = ", ".join(f"{c.id} {c.title}".strip() for c in ev.step.sources)
                 console.print(f"[cyan]⟵ ok[/cyan] {escape(src or ev.step.observation[:80])}")

@@ -170,8 +170,7 @@ def create_app(
 
     @app.get("/health")
     async def health() -> Response:
-        if state.agent is None:
-            ready_agent()  # raises the 503 that says why
+        ready_agent()  # a 503 that says why, until the engine is up
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
@@ -228,7 +227,7 @@ def create_app(
             except SpliceError as exc:
                 raise APIError(500, first_line(exc), "server_error") from None
             metrics.latency.observe(time.perf_counter() - t0)
-        _count(answer)
+        usage = _count(answer)
         text, finish = StopCutter(body.stops).whole(answer.text)
         message: dict[str, Any] = {
             "role": "assistant",
@@ -251,7 +250,7 @@ def create_app(
                 "choices": [
                     {"index": 0, "message": message, "finish_reason": finish or _finish(answer)}
                 ],
-                "usage": _usage(answer),
+                "usage": usage,
                 **_extras(answer),
             }
         )
@@ -270,7 +269,8 @@ def create_app(
         finally:
             state.waiting -= 1
 
-    def _count(answer: Answer) -> None:
+    def _count(answer: Answer) -> dict[str, Any]:
+        """Count a finished answer in the metrics; its usage block."""
         metrics.requests.labels("200").inc()
         metrics.searches.inc(sum(1 for s in answer.trace if s.type == "tool_call"))
         if answer.abstained:
@@ -279,6 +279,7 @@ def create_app(
         metrics.tokens.labels("prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels("cached").inc(usage["prompt_tokens_details"]["cached_tokens"])
         metrics.tokens.labels("generated").inc(usage["completion_tokens"])
+        return usage
 
     async def _stream(
         agent: Agent,
@@ -288,16 +289,23 @@ def create_app(
         rid: str,
         created: int,
     ) -> AsyncIterator[bytes]:
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-            data = {
-                "id": f"chatcmpl-{rid}",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": cfg.model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
+        def event(data: dict[str, Any]) -> bytes:
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+        def envelope(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return event(
+                {
+                    "id": f"chatcmpl-{rid}",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": cfg.model_name,
+                    "choices": choices,
+                    **extra,
+                }
+            )
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            return envelope([{"index": 0, "delta": delta, "finish_reason": finish}], **extra)
 
         cutter = StopCutter(body.stops)
         answer: Answer | None = None
@@ -323,7 +331,7 @@ def create_app(
             except SpliceError as exc:
                 metrics.requests.labels("500").inc()
                 error = {"message": first_line(exc), "type": "server_error", "code": None}
-                yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                yield event({"error": error})
                 yield b"data: [DONE]\n\n"
                 return
             finally:
@@ -331,45 +339,39 @@ def create_app(
                     metrics.aborted.inc()
             metrics.latency.observe(time.perf_counter() - t0)
         assert answer is not None
-        _count(answer)
+        usage = _count(answer)
         tail = cutter.flush()
         if tail:
             yield chunk({"content": tail})
         finish = "stop" if cutter.done else _finish(answer)
         yield chunk({"annotations": evidence.annotations(answer)}, finish, **_extras(answer))
         if body.stream_options and body.stream_options.include_usage:
-            data = {
-                "id": f"chatcmpl-{rid}",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": cfg.model_name,
-                "choices": [],
-                "usage": _usage(answer),
-            }
-            yield f"data: {json.dumps(data)}\n\n".encode()
+            yield envelope([], usage=usage)
         yield b"data: [DONE]\n\n"
 
-    def _call_kwargs(agent: Agent, body: ChatRequest, system: str | None) -> dict[str, Any]:
-        base = agent.sampling
-        sampling = SamplingParams(
-            temperature=base.temperature if body.temperature is None else body.temperature,
-            top_p=base.top_p if body.top_p is None else body.top_p,
-            seed=body.seed,
-        )
-        limit = body.max_completion_tokens or body.max_tokens
-        budgets = (
-            agent.budgets.model_copy(update={"max_segment_tokens": max(8, limit)})
-            if limit
-            else agent.budgets
-        )
-        return {
-            "sampling": sampling,
-            "budgets": budgets,
-            "system_prompt": system,
-            "use_tools": False if body.tools_off else None,
-        }
-
     return app
+
+
+def _call_kwargs(agent: Agent, body: ChatRequest, system: str | None) -> dict[str, Any]:
+    """The request's settings as :meth:`Agent.stream` keywords; unset ones keep the agent's."""
+    base = agent.sampling
+    sampling = SamplingParams(
+        temperature=base.temperature if body.temperature is None else body.temperature,
+        top_p=base.top_p if body.top_p is None else body.top_p,
+        seed=body.seed,
+    )
+    limit = body.max_completion_tokens or body.max_tokens
+    budgets = (
+        agent.budgets.model_copy(update={"max_segment_tokens": max(8, limit)})
+        if limit
+        else agent.budgets
+    )
+    return {
+        "sampling": sampling,
+        "budgets": budgets,
+        "system_prompt": system,
+        "use_tools": False if body.tools_off else None,
+    }
 
 
 def _history(body: ChatRequest) -> tuple[list[Message], str | None]:

@@ -72,6 +72,6 @@ def reasoning_line(step: ToolCallStep | ToolResultStep) -> str:
         query = step.arguments.get("query", "")
         return f"Searching: {query}\n" if query else f"Calling {step.name}\n"
     if not step.ok:
-        return f"The search failed: {step.observation.splitlines()[0][:200]}\n"
+        return f"The search failed: {step.first_line[:200]}\n"
     titles = "; ".join(dict.fromkeys(c.title or c.id for c in step.sources))
     return f"Read {len(step.sources)} passages: {titles}\n" if step.sources else "No results.\n"
