@@ -13,17 +13,22 @@ Conventions every adapter keeps, so the loop never special-cases one:
 - the final chunk has ``finished=True`` with ``finish_reason``
   (``stop``, ``length`` or ``abort``), prompt token count and, when the backend
   reports it, how many prompt tokens the prefix cache served.
+
+Every engine runs on its own event loop (:mod:`agent.homeloop`), so one engine
+serves sync calls and any number of event loops alike.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import PromptTooLongError
+from .homeloop import HomeLoop
 
 __all__ = ["SamplingParams", "GenerationChunk", "Generation", "Engine"]
 
@@ -81,6 +86,14 @@ class Engine(abc.ABC):
 
     max_model_len: int
     model: str
+    _home: HomeLoop | None = None
+
+    @property
+    def home(self) -> HomeLoop:
+        """The loop this engine's requests run on (started on first use)."""
+        if self._home is None:
+            self._home = HomeLoop(f"splice-engine-{type(self).__name__}")
+        return self._home
 
     @property
     @abc.abstractmethod
@@ -92,8 +105,31 @@ class Engine(abc.ABC):
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None
     ) -> AsyncIterator[GenerationChunk]: ...
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release the engine's resources."""
+    async def _aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release the adapter's resources (runs on the engine's loop)."""
+
+    async def aclose(self) -> None:
+        """Release the engine's resources and stop its loop."""
+        home, self._home = self._home, None
+        if home is None:
+            await self._aclose()
+            return
+        try:
+            await home.run(self._aclose())
+        finally:
+            home.close()
+
+    def close(self) -> None:
+        """:meth:`aclose` for code without an event loop."""
+        home = self._home
+        if home is None:
+            asyncio.run(self._aclose())
+            return
+        self._home = None
+        try:
+            home.call(self._aclose())
+        finally:
+            home.close()
 
     def fit(self, prompt_len: int, params: SamplingParams) -> SamplingParams:
         """Check the prompt fits and clamp ``max_tokens`` to the space left."""
@@ -111,9 +147,10 @@ class Engine(abc.ABC):
         *,
         request_id: str | None = None,
     ) -> AsyncIterator[GenerationChunk]:
-        """Stream the continuation of ``prompt_token_ids``."""
+        """Stream the continuation of ``prompt_token_ids``, from any event loop."""
         ids = list(prompt_token_ids)
-        return self._stream(ids, self.fit(len(ids), params or SamplingParams()), request_id)
+        fitted = self.fit(len(ids), params or SamplingParams())
+        return self.home.relay(lambda: self._stream(ids, fitted, request_id))
 
     async def complete(
         self,

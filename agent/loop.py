@@ -24,6 +24,7 @@ from agent.engine import Engine, SamplingParams
 
 from .confidence import ConfidenceConfig, answer_start, self_agreement
 from .protocols.base import ABSTENTION, Protocol, ToolCall, is_abstention
+from .support import supporting
 from .tools import Passage, Tool, ToolError
 from .trace import (
     Answer,
@@ -96,8 +97,13 @@ class _Run:
         self.logprobs: list[float] = []
         self.trace: list[Any] = []
         self.citations: list[Citation] = []
+        self.texts: dict[str, str] = {}  # retrieved passage id → its text
         self.seen: set[str] = set()
         self.searches = 0
+
+    def cited(self, answer: str) -> list[Citation]:
+        """The retrieved passages the answer rests on (the trace keeps them all)."""
+        return supporting(answer, [(c, self.texts.get(c.id, c.snippet)) for c in self.citations])
 
     def insert(self, ids: Sequence[int]) -> None:
         self.ids += ids
@@ -174,6 +180,9 @@ class _Run:
                     self.tools[name](arguments), timeout=self.budgets.tool_timeout_s
                 )
                 blocks, cites = _blocks(result, self.budgets.passages, self.protocol)
+                self.texts.update(
+                    (p.id, p.text) for p in result[: len(cites)] if isinstance(p, Passage)
+                )
                 ok = True
             except TimeoutError:
                 blocks = [f"The {name} tool timed out after {self.budgets.tool_timeout_s:g}s."]
@@ -296,7 +305,7 @@ async def run_trajectory(
         answer=Answer(
             text=text,
             abstained=abstained,
-            citations=[] if abstained else run.citations,
+            citations=[] if abstained else run.cited(text),
             trace=run.trace,
             token_ids=run.new,
             mask=run.mask,

@@ -2,8 +2,10 @@
 
 Every trajectory is its own async task over the shared engine, so ``ask_many`` keeps
 vLLM's continuous batching full while some questions wait on tools: there is no
-step-synchronous barrier. The sync methods run on one private event loop per agent,
-because vLLM's async engine binds to the loop it first ran on.
+step-synchronous barrier. The engine runs on a loop of its own
+(:mod:`agent.homeloop`), so the sync methods, ``asyncio.run`` and a server's loop
+can share one agent in any order. Use the agent as a context manager, or call
+:meth:`Agent.close`, to stop the engine.
 
 The default model and knowledge base are wired up outside this package, by
 ``splice.default_agent()``.
@@ -69,7 +71,6 @@ class Agent:
         if abstain_below is not None and confidence_samples == 0:
             confidence_samples = 5
         self.confidence = ConfidenceConfig(samples=confidence_samples, abstain_below=abstain_below)
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- prompts -------------------------------------------------------------
 
@@ -139,9 +140,9 @@ class Agent:
     # -- sync API ------------------------------------------------------------
 
     def _run(self, coro: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coro)
+        # On the engine's own loop: no relay per chunk, and it works even when the
+        # caller is inside a running event loop (a notebook).
+        return self.engine.home.call(coro)
 
     def ask(self, question: str | Sequence[Message], **kwargs: Any) -> Answer:
         return self._run(self.aask(question, **kwargs))
@@ -153,10 +154,23 @@ class Agent:
         return ChatSession(self)
 
     def close(self) -> None:
-        self._run(self.engine.aclose())
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        """Stop the engine (its processes too). The agent is unusable afterwards."""
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class ChatSession:
@@ -171,8 +185,21 @@ class ChatSession:
         self.history.append(Message(role="user", content=text))
         async for ev in self.agent.stream(self.history, use_tools=self.use_tools):
             if isinstance(ev, AnswerEvent):
-                self.history.append(Message(role="assistant", content=ev.answer.text))
+                self.history.append(self._turn(ev.answer))
             yield ev
+
+    def _turn(self, answer: Answer) -> Message:
+        """The answer as the next prompt shows it. The latest turn keeps its own
+        tokens, searches included: shown only "I don't know", the model took the
+        conversation for one that is answered without searching. Older turns shrink
+        to their text, which bounds the prompt."""
+        for m in self.history:
+            m.ids = None
+        ids = list(answer.token_ids)
+        while ids and ids[-1] in self.agent.protocol.end_ids:
+            ids.pop()
+        keep = ids and answer.withheld is None  # a withheld answer's tokens say otherwise
+        return Message(role="assistant", content=answer.text, ids=ids if keep else None)
 
     async def aask(self, text: str) -> Answer:
         answer = None

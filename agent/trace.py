@@ -51,6 +51,11 @@ class Citation(BaseModel):
     snippet: str = ""
     """The passage's first words, for a reader deciding whether to open it."""
 
+    @property
+    def locator(self) -> str:
+        """Where the passage lives: its URL or file path, else its index id."""
+        return self.source or self.id
+
 
 class ToolResultStep(BaseModel):
     type: Literal["tool_result"] = "tool_result"

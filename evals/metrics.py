@@ -23,6 +23,7 @@ __all__ = [
     "risk_coverage",
     "cohen_kappa",
     "mean_interval",
+    "delta_interval",
     "Agreement",
     "grader_agreement",
 ]
@@ -114,6 +115,29 @@ def mean_interval(
         return Interval(value=None)
     lo, hi = _bootstrap(x, lambda v: float(np.mean(v)), rounds, np.random.default_rng(seed))
     return Interval(value=float(np.mean(x)), low=lo, high=hi)
+
+
+def delta_interval(
+    a: np.ndarray, b: np.ndarray, key: str, *, paired: bool, rounds: int = 1000, seed: int = 0
+) -> Interval:
+    """B − A of one rate (a key of :func:`rates`), with a 95% bootstrap interval.
+
+    ``paired``: a[i] and b[i] grade the same question, so both are resampled with
+    the same indices (a much narrower interval when most answers do not change)."""
+    stat = lambda v: rates(v)[key]  # noqa: E731
+    pa, pb = stat(a), stat(b)
+    if pa is None or pb is None:
+        return Interval(value=None)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(rounds):
+        ia = rng.integers(0, len(a), len(a))
+        ib = ia if paired else rng.integers(0, len(b), len(b))
+        sa, sb = stat(a[ia]), stat(b[ib])
+        if sa is not None and sb is not None:
+            samples.append(sb - sa)
+    lo, hi = np.percentile(samples, [2.5, 97.5]) if samples else (None, None)
+    return Interval(value=pb - pa, low=lo, high=hi)
 
 
 def _codes(records: Sequence[dict[str, Any]]) -> np.ndarray:

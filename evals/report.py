@@ -7,9 +7,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.errors import ConfigError
 
-from .metrics import Interval, Summary, auroc, group_summaries, risk_coverage, score_key
+from .metrics import (
+    GRADES,
+    Interval,
+    Summary,
+    auroc,
+    delta_interval,
+    group_summaries,
+    risk_coverage,
+    score_key,
+)
 from .records import read_records
 
 __all__ = ["write_report", "write_summary", "compare_runs", "load_run"]
@@ -92,19 +103,28 @@ def _plot_bars(summaries: Sequence[Summary], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_risk_coverage(groups: dict[tuple[str, str], list[dict[str, Any]]], path: Path) -> bool:
+def _plot_risk_coverage(
+    groups: dict[tuple[str, str], list[dict[str, Any]]], path: Path
+) -> list[str]:
+    """Draw one curve per (dataset, condition); return the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    drawn = False
     for (ds, cond), recs in sorted(groups.items()):
         pts = risk_coverage(recs)
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"{ds} / {cond}")
-            drawn = True
+        if pts:  # markers when there are few answers, so two points do not pass for a curve
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o" if len(pts) < 30 else None,
+                markersize=3,
+                label=f"{ds} / {cond} ({len(pts)} answered)",
+            )
+        else:  # every question abstained: say so instead of dropping the condition
+            ax.plot([], [], linestyle="none", label=f"{ds} / {cond}: no answer attempted")
     ax.set_xlabel("coverage (answers kept, most confident first)")
     ax.set_ylabel("risk (share of kept answers that are wrong)")
     ax.set_xlim(0, 1)
@@ -112,12 +132,13 @@ def _plot_risk_coverage(groups: dict[tuple[str, str], list[dict[str, Any]]], pat
     key = score_key([r for recs in groups.values() for r in recs])
     name = "self-agreement confidence" if key == "confidence" else "mean token logprob"
     ax.set_title(f"Risk-coverage by {name}")
-    if drawn:
+    labels = [str(line.get_label()) for line in ax.get_lines()]
+    if labels:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return drawn
+    return labels
 
 
 def write_report(run_dir: Path) -> Path:
@@ -175,17 +196,46 @@ def write_report(run_dir: Path) -> Path:
     return out
 
 
-def _delta(a: Interval, b: Interval) -> str:
-    if a.value is None or b.value is None:
-        return "–"
-    return f"{100 * (b.value - a.value):+.1f}"
+_COMPARED = (
+    ("correct %", "c"),
+    ("hallucinated %", "i"),
+    ("abstained %", "a"),
+    ("acc. given attempted %", "acc"),
+    ("S(0.75) %", "s75"),
+)
 
 
-def compare_runs(run_a: Path, run_b: Path) -> str:
-    """Markdown: each (dataset, condition) in both runs, A, B and B − A."""
-    sa = {(s.dataset, s.condition): s for s in group_summaries(load_run(run_a)[0])}
-    sb = {(s.dataset, s.condition): s for s in group_summaries(load_run(run_b)[0])}
-    keys = sorted(set(sa) & set(sb))
+def _by_group(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, str]]:
+    """(dataset, condition) → question id → grade, graded records only."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in records:
+        if r["grade"] in GRADES:
+            out.setdefault((r["dataset"], r["condition"]), {})[str(r["id"])] = r["grade"]
+    return out
+
+
+def _settings_diff(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
+    ca, cb = ma.get("config", {}), mb.get("config", {})
+    rows = [
+        f"| {k} | {ca.get(k)} | {cb.get(k)} |"
+        for k in sorted(set(ca) | set(cb))
+        if k not in ("datasets", "conditions") and ca.get(k) != cb.get(k)
+    ]
+    if ma.get("model") != mb.get("model"):
+        rows.insert(0, f"| model | {ma.get('model')} | {mb.get('model')} |")
+    return rows
+
+
+def compare_runs(run_a: Path, run_b: Path, *, changed: int = 10) -> str:
+    """Markdown: for each (dataset, condition) in both runs, A, B and B − A with a
+    95% bootstrap interval (paired when both graded the same questions), then the
+    settings that differ and the questions whose grade changed."""
+    ra, ma = load_run(run_a)
+    rb, mb = load_run(run_b)
+    ga, gb = _by_group(ra), _by_group(rb)
+    sa = {(s.dataset, s.condition): s for s in group_summaries(ra)}
+    sb = {(s.dataset, s.condition): s for s in group_summaries(rb)}
+    keys = sorted(set(ga) & set(gb))
     if not keys:
         raise ConfigError(f"{run_a} and {run_b} share no dataset and condition to compare")
     lines = [
@@ -194,25 +244,67 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
         "| dataset | condition | metric | A | B | B − A (points) |",
         "|---|---|---|---|---|---|",
     ]
+    flips: list[str] = []
     for key in keys:
-        a, b = sa[key], sb[key]
-        for label, field in (
-            ("correct %", "correct"),
-            ("hallucinated %", "incorrect"),
-            ("abstained %", "not_attempted"),
-            ("acc. given attempted %", "accuracy_given_attempted"),
-            ("S(0.75) %", "s_075"),
-            ("abstention recall %", "abstention_recall"),
-        ):
-            ia, ib = getattr(a, field), getattr(b, field)
-            if ia.value is None and ib.value is None:
+        qa, qb = ga[key], gb[key]
+        paired = set(qa) == set(qb)
+        ids = sorted(qa) if paired else []
+        order_a = ids if paired else list(qa)
+        order_b = ids if paired else list(qb)
+        ca = np.array([GRADES.index(qa[q]) for q in order_a], int)
+        cb = np.array([GRADES.index(qb[q]) for q in order_b], int)
+        for label, stat in _COMPARED:
+            d = delta_interval(ca, cb, stat, paired=paired)
+            if d.value is None:
                 continue
+            ia = getattr(sa[key], _SUMMARY_FIELD[stat])
+            ib = getattr(sb[key], _SUMMARY_FIELD[stat])
             lines.append(
-                f"| {key[0]} | {key[1]} | {label} | {ia.fmt()} | {ib.fmt()} | {_delta(ia, ib)} |"
+                f"| {key[0]} | {key[1]} | {label} | {ia.fmt()} | {ib.fmt()} | {_signed(d)} |"
             )
+        a, b = sa[key], sb[key]
         lines.append(
             f"| {key[0]} | {key[1]} | search % | {100 * a.search_call_rate:.0f} | "
             f"{100 * b.search_call_rate:.0f} | "
             f"{100 * (b.search_call_rate - a.search_call_rate):+.0f} |"
         )
+        if paired:
+            moved = [(q, qa[q], qb[q]) for q in ids if qa[q] != qb[q]]
+            counts: dict[tuple[str, str], int] = {}
+            for _, x, y in moved:
+                counts[(x, y)] = counts.get((x, y), 0) + 1
+            summary = ", ".join(f"{x} → {y}: {n}" for (x, y), n in sorted(counts.items()))
+            flips.append(
+                f"- **{key[0]} / {key[1]}**: {len(moved)} of {len(ids)} changed"
+                + (f" ({summary})" if summary else "")
+            )
+            flips += [f"  - `{q}`: {x} → {y}" for q, x, y in moved[:changed]]
+            if len(moved) > changed:
+                flips.append(f"  - … {len(moved) - changed} more")
+        else:
+            flips.append(
+                f"- **{key[0]} / {key[1]}**: the runs graded different questions "
+                "(intervals are unpaired)"
+            )
+    settings = _settings_diff(ma, mb)
+    lines += ["", "## Settings that differ", ""]
+    lines += ["| setting | A | B |", "|---|---|---|", *settings] if settings else ["None."]
+    lines += ["", "## Questions whose grade changed", "", *flips]
     return "\n".join(lines) + "\n"
+
+
+_SUMMARY_FIELD = {
+    "c": "correct",
+    "i": "incorrect",
+    "a": "not_attempted",
+    "acc": "accuracy_given_attempted",
+    "s75": "s_075",
+}
+
+
+def _signed(d: Interval) -> str:
+    assert d.value is not None
+    text = f"{100 * d.value:+.1f}"
+    if d.low is not None and d.high is not None:
+        text += f" [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+    return text

@@ -317,8 +317,10 @@ class LocalIndex:
         progress: bool = False,
         label: str = "",
         on_stage: Callable[[str], None] | None = None,
+        corpus: str = "input",
     ) -> tuple[LocalIndex, BuildReport]:
-        """Chunk, embed and index ``documents`` into ``out``, atomically."""
+        """Chunk, embed and index ``documents`` into ``out``, atomically.
+        ``corpus`` names the documents' origin in errors (the paths given)."""
         out = Path(out)
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise ConfigError(
@@ -335,7 +337,7 @@ class LocalIndex:
             store = PassageStore(tmp / STORE_FILE, create=True)
             chunks = cls._new_chunks(documents, embedder, chunking, set(), report, on_stage)
             if not chunks:
-                raise CorpusError("input", "no passages found: the corpus is empty")
+                raise CorpusError(corpus, "no passages found: the corpus is empty")
             kind = choose_type(len(chunks)) if index_type == "auto" else index_type
             if on_stage:
                 on_stage(f"embedding {len(chunks):,} passages with {embedder.name}")

@@ -89,7 +89,7 @@ class HTTPEngine(Engine):
         """Ask the server which model it serves and its context length."""
         engine = cls(url, model or "", 0, tokenizer=tokenizer, api_key=api_key, timeout=timeout)
         try:
-            data = await engine._get_json("/v1/models")
+            data = await engine.home.run(engine._get_json("/v1/models"))
             cards = data.get("data") or []
             card = next((c for c in cards if model is None or c.get("id") == model), None)
             if card is None:
@@ -189,5 +189,5 @@ class HTTPEngine(Engine):
             f"{self.url} answered HTTP {resp.status_code}: {first_line(Exception(message), 300)}"
         )
 
-    async def aclose(self) -> None:
+    async def _aclose(self) -> None:
         await self._client.aclose()

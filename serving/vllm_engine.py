@@ -13,7 +13,10 @@ polling loop.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,11 @@ from pydantic import BaseModel, Field
 
 from agent.engine import Engine, GenerationChunk, SamplingParams
 from agent.errors import ConfigError, DependencyMissingError, EngineError, translate_error
+from agent.homeloop import HomeLoop
+from agent.settings import SpliceSettings, load
 
-from .environment import configure_cpu
+from .children import engine_children
+from .environment import configure_cpu, quiet_libraries
 from .prepare import resolve_model
 
 __all__ = ["VLLMConfig", "VLLMEngine", "require_vllm", "on_cpu"]
@@ -101,6 +107,13 @@ class VLLMConfig(BaseModel):
             configure_cpu(self.kv_cache_gib)
 
 
+def _close_at_exit(ref: weakref.ref[VLLMEngine]) -> None:
+    engine = ref()
+    if engine is not None and engine._llm is not None:
+        with contextlib.suppress(Exception):
+            engine.close()
+
+
 def _check_local(model: str) -> None:
     """A path-like model that does not exist is a user error, not a hub lookup."""
     if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
@@ -122,6 +135,7 @@ class VLLMEngine(Engine):
         config = (config or VLLMConfig()).model_copy(update=overrides)
         model = resolve_model(config.model)
         _check_local(model)
+        quiet_libraries(load(SpliceSettings).log_level in ("INFO", "DEBUG"))  # as the CLI is
         require_vllm()
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -129,11 +143,28 @@ class VLLMEngine(Engine):
         cpu = on_cpu()
         config.apply_env(cpu)
         args = AsyncEngineArgs(**config.engine_args(model, cpu))
+
+        async def construct() -> Any:
+            # On the engine's own loop: AsyncLLM made inside a running loop binds its
+            # output handler to that loop (the CLI's, which then hung every request).
+            with engine_children():
+                return AsyncLLM.from_engine_args(args)
+
+        home = HomeLoop("splice-engine-vllm")
         try:
-            llm = AsyncLLM.from_engine_args(args)
+            llm = home.call(construct())
         except (OSError, ValueError, RuntimeError) as exc:
+            home.close()
             raise translate_error(exc, f"vLLM could not start {model}", kind=EngineError) from exc
-        return cls(llm, model, llm.model_config.max_model_len)
+        except BaseException:
+            home.close()
+            raise
+        engine = cls(llm, model, llm.model_config.max_model_len)
+        engine._home = home
+        # A script that never calls close() still stops its engine core cleanly,
+        # instead of AsyncLLM.__del__ printing a traceback at exit.
+        atexit.register(_close_at_exit, weakref.ref(engine))
+        return engine
 
     @property
     def tokenizer(self) -> Any:
@@ -205,12 +236,13 @@ class VLLMEngine(Engine):
 
     async def reset_prefix_cache(self) -> None:
         """Forget cached prefixes (benchmarks compare cold runs)."""
-        await self._llm.reset_prefix_cache()
-
-    async def aclose(self) -> None:
-        self.shutdown()
+        await self.home.run(self._llm.reset_prefix_cache())
 
     def shutdown(self) -> None:
+        """Stop the engine core (the sync spelling of :meth:`aclose`)."""
+        self.close()
+
+    async def _aclose(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.shutdown()

@@ -8,7 +8,7 @@ indexed under ``SPLICE_HOME``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -185,14 +185,19 @@ async def close_retriever(retriever: Any) -> None:
 
 
 def default_agent(
-    *, retriever: Retriever | None = None, index: str | Path | None = None, **kwargs: Any
+    *,
+    retriever: Retriever | None = None,
+    index: str | Path | None = None,
+    tools: Iterable[Any] = (),
+    **kwargs: Any,
 ) -> Agent:
     """The prepared default model in-process, searching ``retriever``, the index
-    directory ``index``, or else the built-in knowledge base (built on first use).
-    Other keyword arguments go to :class:`agent.Agent`."""
+    directory ``index``, or else the built-in knowledge base (built on first use),
+    plus any other ``tools``. Other keyword arguments go to :class:`agent.Agent`.
+    Close the agent (or use it in a ``with`` block) to stop the engine."""
     if retriever is None:
         retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
-    return Agent(VLLMEngine.start(), [retriever], **kwargs)
+    return Agent(VLLMEngine.start(), [retriever, *tools], **kwargs)
 
 
 @asynccontextmanager

@@ -4,16 +4,27 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# Several engines run at once (in-process, `vllm serve`, `splice serve`, and the ones
+# tests start in subprocesses): 1 GiB of KV cache each is ample for 1024-token
+# contexts, and keeps the suite within a 24 GiB machine.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 MAX_MODEL_LEN = 1024
+KEY = "test-key"
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_LOG: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +125,38 @@ def kb_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path, built = ensure_kb_index(tmp_path_factory.mktemp("kb-home"))
     assert built
     return path
+
+
+@pytest.fixture(scope="session")
+def splice_server(splice_home: Path, kb_index: Path, tmp_path_factory) -> Iterator[str]:
+    """`splice serve` on the prepared model and knowledge base, with an API key."""
+    from serving.model_server import free_port
+
+    port = free_port()
+    log = SERVER_LOG["serve"] = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "SPLICE_HOME": str(splice_home), "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable, "-m", "splice", "serve", "--port", str(port), "--api-key", KEY,
+        "--index", str(kb_index), "--max-concurrency", "1", "--max-queue", "0",
+        "--max-model-len", str(MAX_MODEL_LEN),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 600
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, "splice serve did not become healthy"
+            try:
+                r = httpx.get(url + "/health", timeout=2)
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(60)

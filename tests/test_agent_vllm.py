@@ -144,3 +144,24 @@ async def test_fine_tuned_default_searches_answers_and_abstains_by_itself(
     nobody = kb_questions(split="heldout", answerable=False)[0]
     closed = await agent.aask(nobody.question, use_tools=False)
     assert closed.abstained, closed.text
+
+
+def test_sync_then_async_calls_share_one_engine(vllm_engine) -> None:
+    """ask, then ask_many, then asyncio.run over stream (twice, so two fresh loops):
+    the engine used to bind to the first loop and hang on the next."""
+    import asyncio
+
+    agent = Agent(vllm_engine, [InMemoryRetriever(KB)], budgets=Budgets(max_segment_tokens=24))
+    assert agent.ask("Say hi.", use_tools=False).token_ids
+    assert all(a.token_ids for a in agent.ask_many(["Say one.", "Say two."], use_tools=False))
+
+    async def streamed() -> list[str]:
+        return [
+            ev.text
+            async for ev in agent.stream("Say three.", use_tools=False)
+            if isinstance(ev, TokenEvent)
+        ]
+
+    for _ in range(2):
+        assert "".join(asyncio.run(asyncio.wait_for(streamed(), 120))).strip()
+    assert agent.ask("Say four.", use_tools=False).token_ids  # and sync again afterwards

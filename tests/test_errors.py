@@ -138,3 +138,10 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
             load(WebSettings)
     finally:
         del os.environ["SPLICE_WEB_RESULTS"]
+
+
+def test_an_empty_corpus_is_named_by_its_path(tmp_path: Path) -> None:
+    empty = tmp_path / "notes.jsonl"
+    empty.write_text("")
+    proc = run_cli("index", "build", str(empty), "--out", str(tmp_path / "idx"), home=tmp_path)
+    assert_one_line_error(proc, f"{empty}: no passages found")

@@ -236,3 +236,50 @@ def test_csv_loaders_give_one_line_and_read_what_public_sets_write(tmp_path: Pat
     bad.write_text(json.dumps({"question": "Q?", "answer": "1", "acceptable_range": "soon"}))
     with pytest.raises(DatasetError, match="acceptable_range"):
         load_dataset(str(bad))
+
+
+def _write_run(path, grades, config):
+    import json
+
+    path.mkdir()
+    with (path / "records.jsonl").open("w") as fh:
+        for i, g in enumerate(grades):
+            rec = {"dataset": "d", "condition": "tools", "id": f"q{i}", "question": "?"}
+            rec |= {"answers": ["x"], "answer": "x", "grade": g, "searches": 1}
+            fh.write(json.dumps(rec) + "\n")
+    (path / "manifest.json").write_text(json.dumps({"config": config, "model": "m"}))
+
+
+def test_compare_gives_paired_delta_intervals_settings_and_changed_questions(tmp_path) -> None:
+    from evals.report import compare_runs
+
+    a = ["CORRECT"] * 20 + ["INCORRECT"] * 20 + ["NOT_ATTEMPTED"] * 20
+    b = ["CORRECT"] * 20 + ["NOT_ATTEMPTED"] * 15 + ["INCORRECT"] * 5 + ["NOT_ATTEMPTED"] * 20
+    _write_run(tmp_path / "a", a, {"seed": 0, "limit": 60})
+    _write_run(tmp_path / "b", b, {"seed": 1, "limit": 60})
+    text = compare_runs(tmp_path / "a", tmp_path / "b")
+    row = next(ln for ln in text.splitlines() if "hallucinated %" in ln)
+    # 15 of 60 answers moved from hallucinated to abstained: −25 points, and the
+    # paired interval excludes zero.
+    delta = row.rsplit("|", 2)[1].strip()
+    assert delta.startswith("-25.0 [")
+    low, high = (float(x) for x in delta.split("[")[1].rstrip("]").split(","))
+    assert low < -25.0 < high < 0
+    assert "| seed | 0 | 1 |" in text and "| limit |" not in text
+    assert "15 of 60 changed (INCORRECT → NOT_ATTEMPTED: 15)" in text
+    assert "`q20`: INCORRECT → NOT_ATTEMPTED" in text and "… 5 more" in text
+
+
+def test_risk_coverage_plot_keeps_a_condition_that_never_answered(tmp_path) -> None:
+    from evals.report import _plot_risk_coverage
+
+    def rec(grade: str, lp: float) -> dict:
+        return {"grade": grade, "answer_logprob": lp, "abstained": grade == "NOT_ATTEMPTED"}
+
+    groups = {
+        ("d", "closed-book"): [rec("NOT_ATTEMPTED", -0.1)] * 5,
+        ("d", "tools"): [rec("CORRECT", -0.1), rec("INCORRECT", -0.9), rec("NOT_ATTEMPTED", 0)],
+    }
+    labels = _plot_risk_coverage(groups, tmp_path / "rc.png")
+    assert labels == ["d / closed-book: no answer attempted", "d / tools (2 answered)"]
+    assert (tmp_path / "rc.png").stat().st_size > 1000

@@ -281,3 +281,20 @@ async def test_generation_steps_record_tokens(tokenizer) -> None:
     gen = next(s for s in answer.trace if isinstance(s, GenerationStep))
     assert gen.generated_tokens == len(ids_of(tokenizer, "<answer> Paris </answer>"))
     assert answer.model_dump_json()  # the trace is JSON-serializable
+
+
+def test_an_answer_cites_only_the_passages_that_support_it() -> None:
+    from agent.support import supporting
+    from agent.trace import Citation
+
+    hamlet = "Hamlet is a tragedy written by William Shakespeare around 1600."
+    retrieved = [
+        (Citation(id="kb:hammurabi#0", source="kb:hammurabi"), "The Code of Hammurabi is a law."),
+        (Citation(id="kb:shakespeare#1", source="kb:shakespeare"), "Shakespeare was born..."),
+        (Citation(id="kb:shakespeare#0", source="kb:shakespeare"), hamlet),
+        (Citation(id="notes/plays.md#2", source="notes/plays.md"), "Hamlet, by Shakespeare."),
+    ]
+    cited = supporting("William Shakespeare wrote Hamlet.", retrieved)
+    # Best first, one per source document, and the law code is not cited.
+    assert [c.id for c in cited] == ["kb:shakespeare#0", "notes/plays.md#2"]
+    assert supporting("Yes.", retrieved) == []

@@ -25,8 +25,7 @@ def say(child, text: str) -> None:
     child.send(text + "\r")  # Enter in a raw-mode terminal is CR, not LF
 
 
-@pytest.fixture
-def repl(model_server, splice_home: Path, tmp_path: Path):
+def spawn_chat(splice_home: Path, tmp_path: Path, *args: str, timeout: float = 120):
     kb = tmp_path / "kb.jsonl"
     kb.write_text(
         json.dumps({"id": "fr", "title": "France", "text": "Paris is the capital of France."})
@@ -47,8 +46,7 @@ def repl(model_server, splice_home: Path, tmp_path: Path):
             "-m",
             "splice.cli",
             "chat",
-            "--url",
-            model_server.url,
+            *args,
             "--passages",
             str(kb),
             "--max-tokens",
@@ -56,10 +54,17 @@ def repl(model_server, splice_home: Path, tmp_path: Path):
         ],
         env=env,
         encoding="utf-8",
-        timeout=120,
+        timeout=timeout,
         dimensions=(40, 120),
     )
     child.expect("you>")
+    child.timeout = 120
+    return child
+
+
+@pytest.fixture
+def repl(model_server, splice_home: Path, tmp_path: Path):
+    child = spawn_chat(splice_home, tmp_path, "--url", model_server.url)
     yield child
     if child.isalive():
         child.terminate(force=True)
@@ -93,3 +98,31 @@ def test_ctrl_c_cancels_generation_and_eof_exits(repl) -> None:
     repl.expect(pexpect.EOF)
     repl.close()
     assert repl.exitstatus == 0
+
+
+def test_ctrl_c_spares_the_in_process_engine_and_kill_9_leaves_no_engine_behind(
+    splice_home: Path, tmp_path: Path
+) -> None:
+    """The terminal sends Ctrl-C to its whole foreground process group: vLLM's
+    EngineCore was in it and died, so the next question crashed the REPL."""
+    import psutil
+
+    child = spawn_chat(splice_home, tmp_path, timeout=600)
+    try:
+        say(child, "Write a very long story about a dragon who learns to bake bread.")
+        child.expect_exact("\x1b[?2004l")
+        child.expect(r"\w+ \w+ \w+", timeout=300)  # a cold prefill on a busy CPU
+        child.sendintr()
+        child.expect("cancelled")
+        child.expect("you>")
+        say(child, "Say hello in five words.")
+        child.expect(FOOTER)  # answered: the engine survived the Ctrl-C
+        child.expect("you>")
+        engine = psutil.Process(child.pid).children(recursive=True)
+        assert engine, "the in-process engine should have its core process"
+        child.kill(9)
+        gone, alive = psutil.wait_procs(engine, timeout=60)
+        assert not alive, f"left behind: {[p.cmdline()[:2] for p in alive]}"
+    finally:
+        if child.isalive():
+            child.terminate(force=True)

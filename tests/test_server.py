@@ -5,9 +5,6 @@ citations, the same answer as the SDK, auth, 400/429, and disconnect-abort."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,49 +12,18 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import MAX_MODEL_LEN
+from conftest import KEY, SERVER_LOG
 
-from serving.model_server import free_port
-from splice.server.evidence import locator
 from splice.server.stops import StopCutter
 
 pytestmark = pytest.mark.vllm
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "test-key"
 QUESTION = "Who wrote the novel Don Quixote?"
-LOGS: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
-def server(splice_home: Path, kb_index: Path, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log = LOGS["serve"] = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "SPLICE_HOME": str(splice_home), "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable, "-m", "splice", "serve", "--port", str(port), "--api-key", KEY,
-        "--index", str(kb_index), "--max-concurrency", "1", "--max-queue", "0",
-        "--max-model-len", str(MAX_MODEL_LEN),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 600
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.time() < deadline, "splice serve did not become healthy"
-            try:
-                r = httpx.get(url + "/health", timeout=2)
-                if r.status_code == 200:
-                    break
-                assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(60)
+def server(splice_server: str) -> str:
+    return splice_server
 
 
 @pytest.fixture()
@@ -76,7 +42,7 @@ def test_models_health_and_auth(server: str, client: openai.OpenAI) -> None:
     # Each request is one log line with its id, and the id comes back as a header.
     r = httpx.get(server + "/v1/models", headers={"x-request-id": "req-probe-7"})
     assert r.status_code == 401 and r.headers["x-request-id"] == "req-probe-7"
-    assert "req-probe-7 GET /v1/models 401" in LOGS["serve"].read_text()
+    assert "req-probe-7 GET /v1/models 401" in SERVER_LOG["serve"].read_text()
 
 
 def test_a_kb_question_streams_reasoning_answer_and_citations(client: openai.OpenAI) -> None:
@@ -130,7 +96,7 @@ async def test_a_plain_call_gives_the_sdk_answer(
     assert message.content == expected.text
     extra = reply.model_extra or {}
     assert extra["abstained"] == expected.abstained
-    assert extra["citations"] == list(dict.fromkeys(locator(c) for c in expected.citations)) or (
+    assert extra["citations"] == [c.locator for c in expected.citations] or (
         expected.abstained and extra["citations"] == []
     )
     urls = [a.url_citation.url for a in message.annotations or []]

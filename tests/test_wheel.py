@@ -141,4 +141,4 @@ def test_installed_splice_prepares_and_answers(
     assert ask.returncode == 0, ask.stderr
     answer = json.loads(ask.stdout)
     # What the small model answers is not this test's business; that it ran is.
-    assert answer["answer"] and answer["trace"][0]["type"] == "generation", answer
+    assert answer["text"] and answer["trace"][0]["type"] == "generation", answer

@@ -9,7 +9,6 @@ sees byte-for-byte the sequences the served model will be asked to continue.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 from collections.abc import Sequence
@@ -83,7 +82,6 @@ class Replayer:
         self.agent = Agent(
             self.engine, [self._retriever], protocol=self.protocol, budgets=self.budgets
         )
-        self._loop = asyncio.new_event_loop()
 
     # -- target segments -------------------------------------------------------
     def search(self, query: str) -> list[int]:
@@ -121,7 +119,7 @@ class Replayer:
                     answer = ev.answer
             return answer
 
-        answer = self._loop.run_until_complete(run())
+        answer = self.engine.home.call(run())
         if self._queue:
             raise ValueError(f"{len(self._queue)} target segment(s) were never asked for")
         prompt = self.engine.requests[0][0]
@@ -134,7 +132,7 @@ class Replayer:
         return self.tokenizer.decode(ids)
 
     def close(self) -> None:
-        self._loop.close()
+        self.engine.close()
 
 
 _STOP = set(

@@ -45,6 +45,9 @@ def is_abstention(answer: str) -> bool:
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
+    ids: list[int] | None = Field(None, exclude=True)
+    """An assistant turn's own token ids (its searches and what they inserted), used
+    in place of ``content`` when the turn is rendered again (chat history)."""
 
 
 class ToolCall(BaseModel):
@@ -118,6 +121,8 @@ class TextRelease:
 
 class Protocol(abc.ABC):
     name: str
+    end_ids: tuple[int, ...] = ()
+    """Ids that end the assistant's turn."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -144,9 +149,8 @@ class Protocol(abc.ABC):
         ids: list[int] = []
         for m, mark in zip(msgs, marks):
             head, rendered = rendered.split(mark, 1)
-            ids += self.tokenizer.encode(head, add_special_tokens=False) + encode_plain(
-                self.tokenizer, m.content
-            )
+            body = m.ids if m.ids is not None else encode_plain(self.tokenizer, m.content)
+            ids += self.tokenizer.encode(head, add_special_tokens=False) + body
         return ids + self.tokenizer.encode(rendered, add_special_tokens=False)
 
     @property

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import typer
 from rich.markup import escape
 
 from agent.errors import SpliceError
@@ -17,7 +16,7 @@ from agent.errors import SpliceError
 from .ask import ask
 from .bench import bench_app
 from .chat import chat
-from .common import err
+from .common import command_group, err
 from .eval import eval_app
 from .index import index_app
 from .prepare import prepare
@@ -28,20 +27,17 @@ from .train import train_app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="splice",
-    help="Agentic RAG that splices tool results into the token stream, "
+app = command_group(
+    "Agentic RAG that splices tool results into the token stream, "
     'and says "I don\'t know" when it should.',
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
+    name="splice",
 )
-app.command()(prepare)
-app.command()(ask)
-app.command()(chat)
-app.command()(serve)
-app.command("serve-model")(serve_model)
-app.command("probe")(probe)
+app.command("prepare", short_help="Build the default model and knowledge-base index.")(prepare)
+app.command("ask", short_help="Answer a question, searching when the model asks.")(ask)
+app.command("chat", short_help="Chat in a REPL: streamed answers, live tool calls.")(chat)
+app.command("serve", short_help="Serve the agent as an OpenAI-compatible API.")(serve)
+app.command("serve-model", short_help="Run vLLM's OpenAI server for the model.")(serve_model)
+app.command("probe", short_help="Label each question known or unknown to a model.")(probe)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")

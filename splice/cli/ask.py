@@ -33,6 +33,7 @@ from .common import (
     err,
     out,
     quiet,
+    source_lines,
     started_engine,
     vllm_config,
 )
@@ -101,7 +102,7 @@ def ask(
         typer.Option("--search-first", help="Prefill <search>: makes an untuned model search."),
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help='Print {"answer","abstained","citations","trace"}.')
+        bool, typer.Option("--json", help='Print {"text","abstained","citations","trace"}.')
     ] = False,
     url: UrlOpt = None,
     model: ModelOpt = None,
@@ -158,7 +159,7 @@ def ask(
             if as_json:
                 # Plain print: rich would wrap long strings and break the JSON.
                 payload = {
-                    "answer": answer.text,
+                    "text": answer.text,
                     "abstained": answer.abstained,
                     "confidence": answer.confidence,
                     "citations": [c.model_dump() for c in answer.citations],
@@ -171,10 +172,7 @@ def ask(
                     withheld = answer.withheld
                     note = f" (withheld: {escape(withheld)})" if withheld else ""
                     err.print(f"[dim]confidence {answer.confidence:.2f}{note}[/dim]")
-                for c in answer.citations:
-                    out.print(
-                        f"  [{escape(c.id)}] {escape(c.title)} {escape(c.source)}",
-                        highlight=False,
-                    )
+                for line in source_lines(answer.citations):
+                    out.print(line, highlight=False)
 
     asyncio.run(run())

@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelOpt, VerboseOpt, dim, err, print_report, quiet
+from .common import ModelOpt, VerboseOpt, command_group, dim, err, print_report, quiet
 
 __all__ = ["bench_app"]
 
-bench_app = typer.Typer(help="Benchmarks that print side-by-side ratios.", no_args_is_help=True)
+bench_app = command_group("Benchmarks that print side-by-side ratios.")
 
 
-@bench_app.command("engines")
+@bench_app.command("engines", short_help="In-process vLLM vs `vllm serve` over HTTP.")
 def bench_engines(
     prompts: Annotated[int, typer.Option(help="Parallel prompts per run.")] = 16,
     max_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 64,
@@ -32,7 +32,7 @@ def bench_engines(
     print_report(report, out_path)
 
 
-@bench_app.command("loop")
+@bench_app.command("loop", short_help="Orchestrator overhead; async vs step-synchronous.")
 def bench_loop(
     questions: Annotated[int, typer.Option(help="Questions for (a) and (c), one at a time.")] = 8,
     batch: Annotated[int, typer.Option(help="Questions for (b), all at once.")] = 32,
@@ -61,7 +61,7 @@ def bench_loop(
     print_report(report, out_path)
 
 
-@bench_app.command("retrieval")
+@bench_app.command("retrieval", short_help="Flat vs HNSW vs IVF-PQ indexes.")
 def bench_retrieval(
     n: Annotated[int, typer.Option("--n", help="Vectors in the index.")] = 1_000_000,
     dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
@@ -90,7 +90,7 @@ def bench_retrieval(
     print_report(report, out_path)
 
 
-@bench_app.command("web")
+@bench_app.command("web", short_help="Concurrent page fetching against local servers.")
 def bench_web(
     pages: Annotated[int, typer.Option(help="Pages fetched at once.")] = 20,
     slowest: Annotated[float, typer.Option(help="Latency of the slowest page, s.")] = 1.0,
@@ -110,7 +110,7 @@ def bench_web(
     print_report(report, out_path)
 
 
-@bench_app.command("eval")
+@bench_app.command("eval", short_help="Questions per minute: batched vs one at a time.")
 def bench_eval(
     questions: Annotated[int, typer.Option(help="Questions (built-in kb-answerable set).")] = 32,
     concurrency: Annotated[int, typer.Option(help="In flight with continuous batching.")] = 32,
@@ -126,7 +126,7 @@ def bench_eval(
     print_report(result, out_path)
 
 
-@bench_app.command("serve")
+@bench_app.command("serve", short_help="`splice serve` under concurrent chat sessions.")
 def bench_serve(
     sessions: Annotated[int, typer.Option(help="Concurrent chat sessions.")] = 50,
     turns: Annotated[int, typer.Option(help="Turns per session.")] = 3,

@@ -14,6 +14,8 @@ from rich.console import Console
 from serving.environment import quiet_libraries
 
 __all__ = [
+    "command_group",
+    "source_lines",
     "err",
     "out",
     "quiet",
@@ -42,6 +44,20 @@ __all__ = [
     "AbstainOpt",
     "progress_bar",
 ]
+
+
+def command_group(help: str, **kwargs: Any) -> typer.Typer:
+    """A Typer app with Splice's help style: click's plain layout, which wraps at
+    80 columns, where rich's option table cut descriptions to a word per line."""
+    return typer.Typer(
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_show_locals=False,
+        **kwargs,
+    )
+
 
 err = Console(stderr=True)
 out = Console()
@@ -120,6 +136,16 @@ def quiet(verbose: bool) -> None:
     from agent.settings import SpliceSettings, load
 
     quiet_libraries(verbose or load(SpliceSettings).log_level in ("INFO", "DEBUG"))
+
+
+def source_lines(citations: Any) -> list[str]:
+    """One line per cited source, the same for every index: ``[1] Title — where``."""
+    from rich.markup import escape
+
+    return [
+        f"  [{i}] {escape(c.title or c.id)} — {escape(c.locator)}"
+        for i, c in enumerate(citations, 1)
+    ]
 
 
 def dim(message: str) -> None:

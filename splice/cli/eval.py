@@ -14,6 +14,7 @@ from rich.table import Table
 from .common import (
     AbstainOpt,
     SamplesOpt,
+    command_group,
     err,
     out,
     progress_bar,
@@ -24,7 +25,7 @@ from .common import (
 
 __all__ = ["eval_app"]
 
-eval_app = typer.Typer(help='Measure hallucination versus "I don\'t know".', no_args_is_help=True)
+eval_app = command_group('Measure hallucination versus "I don\'t know".')
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory (runs/NAME).")]
 
@@ -61,7 +62,7 @@ def _print_summaries(summaries: list[dict[str, Any]]) -> None:
     out.print(t)
 
 
-@eval_app.command("run")
+@eval_app.command("run", short_help="Run datasets × conditions; write records and report.")
 def run(
     datasets: Annotated[
         list[str],
@@ -218,7 +219,7 @@ def run(
     )
 
 
-@eval_app.command("report")
+@eval_app.command("report", short_help="Write report.md and PNG plots for a run.")
 def report(
     run_dir: RunDir,
     regrade: Annotated[
@@ -240,7 +241,7 @@ def report(
     out.print(f"wrote {path}")
 
 
-@eval_app.command("compare")
+@eval_app.command("compare", short_help="Two runs side by side, with intervals.")
 def compare(
     run_a: RunDir,
     run_b: RunDir,
@@ -260,7 +261,7 @@ def compare(
         err.print(f"wrote {out_path}")
 
 
-@eval_app.command("calibrate")
+@eval_app.command("calibrate", short_help="Choose --abstain-below for a hallucination target.")
 def calibrate(
     run_dir: RunDir,
     target: Annotated[
@@ -299,7 +300,7 @@ def calibrate(
     )
 
 
-@eval_app.command("agreement")
+@eval_app.command("agreement", short_help="How often the rule grader and LLM judge agree.")
 def agreement(run_dir: RunDir) -> None:
     """How often the rule grader and the LLM judge agree (needs a --grader judge run)."""
     from agent.errors import ConfigError
@@ -323,7 +324,7 @@ def agreement(run_dir: RunDir) -> None:
     out.print(f"agreement {100 * result.observed:.1f}%, Cohen's kappa {result.kappa:.3f}{tail}")
 
 
-@eval_app.command("chat")
+@eval_app.command("chat", short_help="Ordinary chat with tools on: how often it searches.")
 def chat_check(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL of replies to write.")],
     split: Annotated[

@@ -12,9 +12,9 @@ from rich.table import Table
 
 __all__ = ["index_app"]
 
-from .common import err, out
+from .common import command_group, err, out
 
-index_app = typer.Typer(help="Build and search local FAISS indexes.", no_args_is_help=True)
+index_app = command_group("Build and search local FAISS indexes.")
 
 InputsArg = Annotated[
     list[Path],
@@ -50,7 +50,7 @@ def _summarise(report, verb: str) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-@index_app.command("build")
+@index_app.command("build", short_help="Chunk, embed and index documents into --out.")
 def build(
     inputs: InputsArg,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to create.")],
@@ -102,6 +102,7 @@ def build(
             overwrite=overwrite,
             progress=True,
             on_stage=lambda s: status.update(s + "…"),
+            corpus=", ".join(map(str, inputs)),
         )
     _summarise(report, "indexed")
     out.print(
@@ -110,7 +111,7 @@ def build(
     )
 
 
-@index_app.command("add")
+@index_app.command("add", short_help="Add documents to an existing index.")
 def add(
     index_dir: DirArg,
     inputs: InputsArg,
@@ -129,7 +130,7 @@ def add(
     out.print(f"{len(index):,} passages in {index_dir}")
 
 
-@index_app.command("search")
+@index_app.command("search", short_help="Print the passages nearest to QUERY.")
 def search(
     index_dir: DirArg,
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -161,7 +162,7 @@ def search(
         out.print()
 
 
-@index_app.command("info")
+@index_app.command("info", short_help="Show an index's manifest.")
 def info(
     index_dir: DirArg,
     verify: Annotated[bool, typer.Option(help="Also check the files' sha256 checksums.")] = False,

@@ -18,6 +18,8 @@ from rich.markup import escape
 from agent.sdk import Agent, ChatSession
 from agent.trace import Answer, AnswerEvent, TokenEvent, ToolCallEvent, ToolResultEvent
 
+from .common import source_lines
+
 __all__ = ["run_repl"]
 
 HELP = """commands:
@@ -48,8 +50,8 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
         if not streamed or answer.trace[-1].forced:  # type: ignore[union-attr]
             console.print(answer.text, markup=False, highlight=False, end="")
         console.print()
-        for c in answer.citations:
-            console.print(f"  [dim][{escape(c.id)}] {escape(c.title)} {escape(c.source)}[/dim]")
+        for line in source_lines(answer.citations):
+            console.print(f"[dim]{line}[/dim]", highlight=False)
         sampled = sum(answer.mask)
         plural = "" if answer.searches == 1 else "es"
         console.print(

@@ -10,13 +10,11 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import err, out, progress_bar, quiet, untuned_base
+from .common import command_group, err, out, progress_bar, quiet, untuned_base
 
 __all__ = ["train_app"]
 
-train_app = typer.Typer(
-    help="Build self-interrogation data and fine-tune the model.", no_args_is_help=True
-)
+train_app = command_group("Build self-interrogation data and fine-tune the model.")
 
 BaseOpt = Annotated[
     Optional[Path],
@@ -24,7 +22,7 @@ BaseOpt = Annotated[
 ]
 
 
-@train_app.command("data")
+@train_app.command("data", short_help="Build the training trajectories.")
 def data(
     probe: Annotated[
         Optional[Path],
@@ -189,7 +187,7 @@ def data(
     out.print(f"{len(examples)} examples -> {path} (data card: {out_dir / 'README.md'})")
 
 
-@train_app.command("sft")
+@train_app.command("sft", short_help="LoRA fine-tuning; uses a GPU when there is one.")
 def sft(
     data_path: Annotated[
         Path, typer.Option("--data", help="train.jsonl from `splice train data`.")
@@ -275,7 +273,7 @@ def sft(
         out.print(f"try it: splice prepare --adapter {result.adapter}")
 
 
-@train_app.command("report")
+@train_app.command("report", short_help="The fine-tuning quality bar, with 95% intervals.")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="`splice eval run` directory of the model.")],
     base_probe: Annotated[

@@ -8,23 +8,12 @@ from typing import Any
 
 from agent.trace import Answer, Citation, ToolCallStep, ToolResultStep
 
-__all__ = ["annotations", "citations", "search_results", "reasoning_line", "locator"]
-
-
-def locator(c: Citation) -> str:
-    """A URL where the passage has one, else its index id (``kb:…``, a file path)."""
-    return c.source if c.source.startswith(("http://", "https://")) else (c.source or c.id)
+__all__ = ["annotations", "citations", "search_results", "reasoning_line"]
 
 
 def _cited(answer: Answer) -> list[Citation]:
-    seen: set[str] = set()
-    out = []
-    for c in answer.citations:
-        key = locator(c)
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return [] if answer.abstained else out
+    # The agent cites only supporting passages, one per source (agent.support).
+    return [] if answer.abstained else answer.citations
 
 
 def annotations(answer: Answer) -> list[dict[str, Any]]:
@@ -34,7 +23,7 @@ def annotations(answer: Answer) -> list[dict[str, Any]]:
         {
             "type": "url_citation",
             "url_citation": {
-                "url": locator(c),
+                "url": c.locator,
                 "title": c.title,
                 "start_index": 0,
                 "end_index": len(answer.text),
@@ -45,7 +34,7 @@ def annotations(answer: Answer) -> list[dict[str, Any]]:
 
 
 def citations(answer: Answer) -> list[str]:
-    return [locator(c) for c in _cited(answer)]
+    return [c.locator for c in _cited(answer)]
 
 
 def search_results(answer: Answer) -> list[dict[str, Any]]:
@@ -57,7 +46,7 @@ def search_results(answer: Answer) -> list[dict[str, Any]]:
                 out.append(
                     {
                         "title": c.title,
-                        "url": locator(c),
+                        "url": c.locator,
                         "id": c.id,
                         "snippet": c.snippet,
                         "score": round(c.score, 4),

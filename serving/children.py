@@ -1,0 +1,89 @@
+"""The engine core's processes: out of reach of the terminal's Ctrl-C, and gone
+with their parent.
+
+vLLM starts its EngineCore in the terminal's process group, so Ctrl-C (which the
+terminal sends to the whole foreground group) killed the engine under a REPL that
+meant only to cancel an answer. And a parent killed with SIGKILL left the core
+running: it waited five minutes for a handshake during start-up, and forever after.
+
+While :func:`engine_children` is active, every process multiprocessing starts
+(vLLM's CPU backend spawns; on a GPU it may fork) first moves into a process group
+of its own, and kills that group, itself and its workers, once its parent is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing.spawn
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["engine_children", "CHILD_SETUP"]
+
+# Run first in a spawned child, before it unpickles anything: plain stdlib, because
+# the child's sys.path is not set up yet. The parent's pid is written in, not read
+# with getppid(): a parent that dies before the child starts must count as dead.
+CHILD_SETUP = """\
+import os, signal, threading, time
+os.setpgid(0, 0)
+def _splice_watch(parent={parent}):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=_splice_watch, name="splice-parent-watch", daemon=True).start()
+"""
+
+_active = False
+_hooked = False
+_parent = 0
+
+
+def _watch(parent: int) -> None:
+    # getppid changes when the parent dies (the child is re-parented to init or a
+    # subreaper), whatever signal killed it.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.killpg(0, signal.SIGKILL)
+
+
+def _after_fork() -> None:
+    if not _active:
+        return
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    watch = threading.Thread(target=_watch, args=(_parent,), name="splice-watch", daemon=True)
+    watch.start()
+
+
+def _command_line(original: Any) -> Any:
+    def command_line(**kwds: Any) -> list[str]:
+        cmd = original(**kwds)
+        if "-c" not in cmd:  # a frozen executable: nothing to prefix
+            return cmd
+        at = cmd.index("-c") + 1
+        setup = CHILD_SETUP.format(parent=os.getpid())
+        return [*cmd[:at], setup + cmd[at], *cmd[at + 1 :]]
+
+    return command_line
+
+
+@contextlib.contextmanager
+def engine_children() -> Iterator[None]:
+    """Detach processes started inside this block from the terminal, and tie
+    their lives to this process."""
+    global _active, _hooked, _parent
+    if not _hooked:
+        os.register_at_fork(after_in_child=_after_fork)
+        _hooked = True
+    original = multiprocessing.spawn.get_command_line
+    multiprocessing.spawn.get_command_line = _command_line(original)
+    _active, _parent = True, os.getpid()
+    try:
+        yield
+    finally:
+        _active = False
+        multiprocessing.spawn.get_command_line = original
