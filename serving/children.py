@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 __all__ = ["engine_children", "CHILD_SETUP"]
@@ -30,6 +31,7 @@ __all__ = ["engine_children", "CHILD_SETUP"]
 CHILD_SETUP = """\
 import os, signal, threading, time
 os.setpgid(0, 0)
+{redirect}
 def _splice_watch(parent={parent}):
     while os.getppid() == parent:
         time.sleep(0.5)
@@ -40,6 +42,7 @@ threading.Thread(target=_splice_watch, name="splice-parent-watch", daemon=True).
 _active = False
 _hooked = False
 _parent = 0
+_log: str | None = None
 
 
 def _watch(parent: int) -> None:
@@ -50,38 +53,51 @@ def _watch(parent: int) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
+# With a log file, the child's stdout and stderr (and so its workers') go there.
+REDIRECT = """\
+_fd = os.open({log!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.dup2(_fd, 1)
+os.dup2(_fd, 2)
+"""
+
+
 def _after_fork() -> None:
     if not _active:
         return
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    if _log is not None:
+        fd = os.open(_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
     watch = threading.Thread(target=_watch, args=(_parent,), name="splice-watch", daemon=True)
     watch.start()
 
 
-def _command_line(original: Any) -> Any:
+def _command_line(original: Any, log: str | None) -> Any:
     def command_line(**kwds: Any) -> list[str]:
         cmd = original(**kwds)
         if "-c" not in cmd:  # a frozen executable: nothing to prefix
             return cmd
         at = cmd.index("-c") + 1
-        setup = CHILD_SETUP.format(parent=os.getpid())
+        redirect = REDIRECT.format(log=log) if log else ""
+        setup = CHILD_SETUP.format(parent=os.getpid(), redirect=redirect)
         return [*cmd[:at], setup + cmd[at], *cmd[at + 1 :]]
 
     return command_line
 
 
 @contextlib.contextmanager
-def engine_children() -> Iterator[None]:
+def engine_children(log: Path | None = None) -> Iterator[None]:
     """Detach processes started inside this block from the terminal, and tie
-    their lives to this process."""
-    global _active, _hooked, _parent
+    their lives to this process. With ``log``, their output goes to that file."""
+    global _active, _hooked, _parent, _log
     if not _hooked:
         os.register_at_fork(after_in_child=_after_fork)
         _hooked = True
     original = multiprocessing.spawn.get_command_line
-    multiprocessing.spawn.get_command_line = _command_line(original)
-    _active, _parent = True, os.getpid()
+    multiprocessing.spawn.get_command_line = _command_line(original, log and str(log))
+    _active, _parent, _log = True, os.getpid(), log and str(log)
     try:
         yield
     finally:

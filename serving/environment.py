@@ -7,17 +7,37 @@ size, which follows ``--kv-cache-gib`` when that option is given.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
-__all__ = ["quiet_libraries", "offline_hub", "configure_cpu"]
+from agent.settings import SpliceSettings, load
+
+__all__ = ["quiet_libraries", "verbose_logs", "offline_hub", "configure_cpu"]
+
+_verbose: bool | None = None
 
 
 def quiet_libraries(verbose: bool) -> None:
     """Logs on stderr, at ERROR unless ``verbose``: stdout is for answers and --json."""
+    global _verbose
+    _verbose = verbose
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     if not verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # vLLM configures its logging only when an engine is made; what it logs on
+        # import before that (the CPU wheel's "Triton is installed, but…") would
+        # reach Python's last-resort handler.
+        logging.getLogger("vllm").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(vllm|torch)\b")
+
+
+def verbose_logs() -> bool:
+    """-v or SPLICE_LOG_LEVEL=INFO/DEBUG, as the CLI decided, else as the settings say."""
+    if _verbose is None:
+        quiet_libraries(load(SpliceSettings).log_level in ("INFO", "DEBUG"))
+    return bool(_verbose)
 
 
 def offline_hub() -> None:

@@ -26,10 +26,10 @@ from pydantic import BaseModel, Field
 from agent.engine import Engine, GenerationChunk, SamplingParams
 from agent.errors import ConfigError, DependencyMissingError, EngineError, translate_error
 from agent.homeloop import HomeLoop
-from agent.settings import SpliceSettings, load
+from agent.settings import splice_home
 
 from .children import engine_children
-from .environment import configure_cpu, quiet_libraries
+from .environment import configure_cpu, verbose_logs
 from .prepare import resolve_model
 
 __all__ = ["VLLMConfig", "VLLMEngine", "require_vllm", "on_cpu"]
@@ -114,6 +114,24 @@ def _close_at_exit(ref: weakref.ref[VLLMEngine]) -> None:
             engine.close()
 
 
+def engine_log_path() -> Path:
+    """Where the engine's processes write when the terminal is kept quiet."""
+    path = splice_home() / "logs" / "engine.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > 20_000_000:
+        path.unlink()  # keep one recent log, not an ever-growing one
+    return path
+
+
+def _log_hint(log: Path, start: int) -> str:
+    """The engine's last error line from this start, and where the rest is."""
+    with log.open("rb") as fh:
+        fh.seek(start)
+        lines = fh.read().decode(errors="replace").splitlines()
+    cause = next((ln.strip() for ln in reversed(lines) if "Error" in ln), "")
+    return f"{cause[:200]} (engine log: {log})" if cause else f"engine log: {log}"
+
+
 def _check_local(model: str) -> None:
     """A path-like model that does not exist is a user error, not a hub lookup."""
     if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
@@ -135,7 +153,9 @@ class VLLMEngine(Engine):
         config = (config or VLLMConfig()).model_copy(update=overrides)
         model = resolve_model(config.model)
         _check_local(model)
-        quiet_libraries(load(SpliceSettings).log_level in ("INFO", "DEBUG"))  # as the CLI is
+        # Quiet unless -v: the engine's own processes write to a log file instead of
+        # the terminal (a failure still names it).
+        log = None if verbose_logs() else engine_log_path()
         require_vllm()
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -147,15 +167,19 @@ class VLLMEngine(Engine):
         async def construct() -> Any:
             # On the engine's own loop: AsyncLLM made inside a running loop binds its
             # output handler to that loop (the CLI's, which then hung every request).
-            with engine_children():
+            with engine_children(log):
                 return AsyncLLM.from_engine_args(args)
 
+        log_start = log.stat().st_size if log and log.exists() else 0
         home = HomeLoop("splice-engine-vllm")
         try:
             llm = home.call(construct())
         except (OSError, ValueError, RuntimeError) as exc:
             home.close()
-            raise translate_error(exc, f"vLLM could not start {model}", kind=EngineError) from exc
+            hint = _log_hint(log, log_start) if log else ""
+            raise translate_error(
+                exc, f"vLLM could not start {model}", kind=EngineError, fix=hint
+            ) from exc
         except BaseException:
             home.close()
             raise

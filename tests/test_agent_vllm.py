@@ -165,3 +165,30 @@ def test_sync_then_async_calls_share_one_engine(vllm_engine) -> None:
     for _ in range(2):
         assert "".join(asyncio.run(asyncio.wait_for(streamed(), 120))).strip()
     assert agent.ask("Say four.", use_tools=False).token_ids  # and sync again afterwards
+
+
+async def test_chat_follow_ups_still_search_after_an_abstention(vllm_engine, kb_index) -> None:
+    """Shown only its earlier "I don't know" as text, the model answered follow-ups
+    without searching (4 of 32 searched in runs/followup.py); with the last turn's own
+    tokens, searches included, 24 of 32 did."""
+    import asyncio
+
+    from retrieval import IndexRetriever
+
+    agent = Agent(vllm_engine, [IndexRetriever.open(kb_index)])
+    follow_ups = [
+        "What is the capital of Australia?",
+        "Who discovered penicillin?",
+        "How tall is Mount Everest?",
+        "Who wrote Don Quixote?",
+    ]
+
+    async def two_turns(second: str):
+        chat = agent.chat()
+        first = await chat.aask("What is my neighbour's cat called?")
+        assert chat.history[-1].ids  # the turn is kept as the model produced it
+        return first, await chat.aask(second)
+
+    got = await asyncio.gather(*(two_turns(q) for q in follow_ups))
+    searched = [b.searches > 0 for _, b in got]
+    assert sum(searched) >= 3, [(a.text, b.text, b.searches) for a, b in got]

@@ -41,6 +41,12 @@ def test_an_empty_question_is_refused_before_anything_starts(tmp_path: Path) -> 
     assert_one_line_error(proc, "the question is empty")
 
 
+def test_an_oversized_question_is_refused_before_the_engine_starts(splice_home: Path) -> None:
+    proc = run_cli("ask", "word " * 3000, "--max-model-len", "1024", home=splice_home)
+    assert_one_line_error(proc, "tokens, too long for a 1,024-token context", "--max-model-len")
+    assert "Loading" not in proc.stderr and "engine" not in proc.stderr.lower()
+
+
 def test_serve_model_without_prepared_model(tmp_path: Path) -> None:
     proc = run_cli("serve-model", home=tmp_path / "empty")
     assert_one_line_error(proc, "splice prepare")

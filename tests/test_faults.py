@@ -125,3 +125,37 @@ async def test_a_killed_engine_core_is_recorded_and_the_run_resumes(
     finally:
         doomed.shutdown()
     await _resume_and_check(cfg, vllm_engine, run, first)
+
+
+def test_ctrl_c_stops_an_eval_cleanly_and_the_run_resumes(tmp_path: Path, splice_home: Path):
+    """Ctrl-C as a terminal sends it, to the command's whole process group."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    questions = _questions(tmp_path)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "splice", "eval", "run", str(questions), "--out", str(run),
+           "--condition", "closed-book", "--concurrency", "2",
+           "--max-model-len", str(MAX_MODEL_LEN)]  # fmt: skip
+    env = {**os.environ, "SPLICE_HOME": str(splice_home), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    records = run / "records.jsonl"
+    deadline = time.monotonic() + 600
+    while not (records.exists() and records.read_bytes().count(b"\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    kept = read_records(records)
+    assert 2 <= len(kept) < N and all(r["grade"] != "ERROR" for r in kept)
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = read_records(records)
+    assert sorted(r["id"] for r in again) == sorted(f"q{i}" for i in range(N))
+    assert all(r in again for r in kept)  # finished records are never rewritten

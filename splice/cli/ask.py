@@ -30,6 +30,7 @@ from .common import (
     UrlOpt,
     VerboseOpt,
     WebOpt,
+    check_fits,
     err,
     out,
     quiet,
@@ -126,6 +127,8 @@ def ask(
     if search_first and no_tools:
         raise ConfigError("--search-first needs search: drop --no-tools")
     config = vllm_config(model, max_model_len, dtype, kv_cache_gib, tensor_parallel_size)
+    if url is None:
+        check_fits(question, config)
 
     async def run() -> None:
         async with agent_session(

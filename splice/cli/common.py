@@ -14,6 +14,7 @@ from rich.console import Console
 from serving.environment import quiet_libraries
 
 __all__ = [
+    "check_fits",
     "command_group",
     "source_lines",
     "err",
@@ -136,6 +137,27 @@ def quiet(verbose: bool) -> None:
     from agent.settings import SpliceSettings, load
 
     quiet_libraries(verbose or load(SpliceSettings).log_level in ("INFO", "DEBUG"))
+
+
+def check_fits(question: str, config: Any, reserve: int = 256) -> None:
+    """Refuse a question the context window cannot hold, before the engine starts
+    (a minute on CPU); ``reserve`` covers the system prompt and the tool list."""
+    from transformers import AutoTokenizer
+
+    from agent.errors import ConfigError
+    from serving.prepare import resolve_model
+
+    model = resolve_model(config.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError):
+        return  # not a model here: the engine's start says so in one line
+    n = len(tokenizer.encode(question, add_special_tokens=False))
+    if n + reserve > config.max_model_len:
+        raise ConfigError(
+            f"the question is {n:,} tokens, too long for a {config.max_model_len:,}-token "
+            "context: shorten it, or pass a larger --max-model-len"
+        )
 
 
 def source_lines(citations: Any) -> list[str]:

@@ -211,7 +211,16 @@ def run(
                     on_start=on_start,
                 )
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        # Finished records are on disk, each written whole; the engine had its own
+        # process group, so it did not see the Ctrl-C and shuts down cleanly.
+        err.print(
+            f"interrupted: the finished records are kept in {out_dir}; "
+            "run the same command with --resume to continue"
+        )
+        raise typer.Exit(130) from None
     report = write_report(out_dir)
     _print_summaries(json.loads((out_dir / "summary.json").read_text()))
     out.print(
