@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["engine_children", "CHILD_SETUP"]
+__all__ = ["engine_children", "die_with_parent", "CHILD_SETUP"]
 
 # Run first in a spawned child, before it unpickles anything: plain stdlib, because
 # the child's sys.path is not set up yet. The parent's pid is written in, not read
@@ -103,3 +103,17 @@ def engine_children(log: Path | None = None) -> Iterator[None]:
     finally:
         _active = False
         multiprocessing.spawn.get_command_line = original
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn`` for a program Splice runs (``vllm serve``): the kernel sends
+    it SIGTERM when Splice dies, however it died. Linux only; elsewhere a no-op.
+    The kernel ties it to the starting *thread*: start servers from one that lives
+    as long as they should."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

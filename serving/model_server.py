@@ -18,6 +18,7 @@ import httpx
 
 from agent.errors import EngineError
 
+from .children import die_with_parent
 from .prepare import resolve_model
 from .vllm_engine import VLLMConfig, _check_local, on_cpu, require_vllm
 
@@ -84,7 +85,11 @@ class ModelServer:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = out = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy()
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            preexec_fn=die_with_parent,  # a parent killed by SIGKILL leaves no server behind
         )
         if wait:
             self.wait_healthy(timeout)
