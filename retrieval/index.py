@@ -104,6 +104,8 @@ class IndexManifest(BaseModel):
     created: str = ""
     updated: str = ""
     label: str = ""  # free text, e.g. the built-in knowledge base's content hash
+    backend: Literal["faiss", "qdrant"] = "faiss"
+    collection: str | None = None  # the Qdrant collection, for backend "qdrant"
 
 
 class BuildReport(BaseModel):
@@ -245,6 +247,8 @@ class LocalIndex:
         """Open ``path``. ``embedder`` (if given) must match the one that built it."""
         path = Path(path)
         m = cls.read_manifest(path)
+        if m.backend != "faiss":
+            raise ConfigError(f"{path} is a {m.backend} index: open it with retrieval.open_index")
         for name in (FAISS_FILE, STORE_FILE):
             f = path / name
             if not f.exists():

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from agent.tools import Passage, Retriever
 
 from .index import LocalIndex
+from .opening import open_index
 
 __all__ = ["IndexRetriever"]
 
 
 class IndexRetriever(Retriever):
-    def __init__(self, index: LocalIndex, *, max_batch: int = 64) -> None:
+    def __init__(self, index: LocalIndex | Any, *, max_batch: int = 64) -> None:
         self.index = index
         self.max_batch = max_batch
         self._pending: list[tuple[str, int, asyncio.Future[list[Passage]]]] = []
@@ -28,7 +30,7 @@ class IndexRetriever(Retriever):
 
     @classmethod
     def open(cls, path: Path | str, **kwargs: object) -> IndexRetriever:
-        return cls(LocalIndex.open(path, **kwargs))  # type: ignore[arg-type]
+        return cls(open_index(path, **kwargs))
 
     async def search(self, query: str, k: int = 3) -> list[Passage]:
         fut: asyncio.Future[list[Passage]] = asyncio.get_running_loop().create_future()

@@ -147,7 +147,7 @@ def run(
     loaded = [load_dataset(spec).limit(limit) for spec in datasets]
     local_index = retriever = None
     if cfg.needs_index:
-        from retrieval import IndexRetriever, LocalIndex
+        from retrieval import IndexRetriever, open_index
         from splice.defaults import ensure_kb_index, ensure_reading_index
 
         if index is None:
@@ -163,7 +163,7 @@ def run(
             with err.status("checking the built-in index…"):
                 index, _ = ensure()
             cfg.index = str(index)
-        local_index = LocalIndex.open(index)
+        local_index = open_index(index)
         retriever = IndexRetriever(local_index)
     if web:
         from retrieval import Embedder

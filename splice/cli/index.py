@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -72,10 +72,21 @@ def build(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Report malformed rows and go on.")
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(help="faiss, or qdrant (an embedded Qdrant collection in --out)."),
+    ] = "faiss",
 ) -> None:
     """Chunk, embed and index documents into the --out directory (written atomically)."""
     from agent.errors import ConfigError
     from retrieval import ChunkConfig, Embedder, LocalIndex, read_documents
+
+    if backend not in ("faiss", "qdrant"):
+        raise ConfigError(f"unknown --backend {backend!r}: use faiss or qdrant")
+    if backend == "qdrant":
+        from retrieval.qdrant_index import _qdrant
+
+        _qdrant()  # a missing extra is named before anything slow
 
     if index_type not in ("auto", "flat", "hnsw", "ivfpq"):
         raise ConfigError(f"unknown --type {index_type!r}: use flat, hnsw, ivfpq or auto")
@@ -93,17 +104,20 @@ def build(
     )
     docs = read_documents(inputs, on_bad=_report_bad if skip_bad else None)
     with err.status("reading documents…") as status:
-        index, report = LocalIndex.build(
-            docs,
-            out_dir,
-            embedder=emb,
-            index_type=index_type,
-            chunking=chunking,  # type: ignore[arg-type]
-            overwrite=overwrite,
-            progress=True,
-            on_stage=lambda s: status.update(s + "…"),
-            corpus=", ".join(map(str, inputs)),
-        )
+        common: dict[str, Any] = {
+            "embedder": emb,
+            "chunking": chunking,
+            "overwrite": overwrite,
+            "progress": True,
+            "on_stage": lambda s: status.update(s + "…"),
+            "corpus": ", ".join(map(str, inputs)),
+        }
+        if backend == "qdrant":
+            from retrieval.qdrant_index import QdrantIndex
+
+            index, report = QdrantIndex.build(docs, out_dir, **common)
+        else:
+            index, report = LocalIndex.build(docs, out_dir, index_type=index_type, **common)
     _summarise(report, "indexed")
     out.print(
         f"{index.manifest.index_type} index at {out_dir} ({index.manifest.dim}-dim, "
@@ -120,9 +134,15 @@ def add(
     ] = False,
 ) -> None:
     """Add documents to an existing index; ids already present are reported and skipped."""
-    from retrieval import LocalIndex, read_documents
+    from agent.errors import ConfigError
+    from retrieval import LocalIndex, open_index, read_documents
 
-    index = LocalIndex.open(index_dir)
+    index = open_index(index_dir)
+    if not isinstance(index, LocalIndex):
+        raise ConfigError(
+            f"adding to a {index.manifest.backend} index is not supported: rebuild it "
+            "with `splice index build ... --overwrite`"
+        )
     docs = read_documents(inputs, on_bad=_report_bad if skip_bad else None)
     with err.status("adding…") as status:
         report = index.add(docs, progress=True, on_stage=lambda s: status.update(s + "…"))
@@ -141,9 +161,9 @@ def search(
     ] = False,
 ) -> None:
     """Print the passages nearest to QUERY."""
-    from retrieval import LocalIndex
+    from retrieval import open_index
 
-    index = LocalIndex.open(index_dir, embedder)
+    index = open_index(index_dir, embedder)
     index.check_dim()
     hits = index.search([query], k)[0]
     if as_json:
@@ -169,9 +189,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Show an index's manifest: embedder, type, size, files."""
-    from retrieval import LocalIndex
+    from retrieval import open_index
 
-    index = LocalIndex.open(index_dir, verify=verify)
+    index = open_index(index_dir, verify=verify)
     data = index.info()
     if as_json:
         print(json.dumps(data, indent=2))
@@ -182,7 +202,7 @@ def info(
         ("path", str(index_dir)),
         ("passages", f"{m.count:,}"),
         ("documents", f"{m.documents:,}"),
-        ("type", m.index_type),
+        ("type", m.index_type if m.backend == "faiss" else f"{m.backend} (embedded)"),
         ("embedder", f"{m.embedder} ({m.dim}-dim)"),
         ("chunking", f"{m.chunking.by}, {m.chunking.size} tokens, overlap {m.chunking.overlap}"),
         ("size", f"{data['bytes'] / 1e6:.1f} MB"),
