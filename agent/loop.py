@@ -180,9 +180,8 @@ class _Run:
                     self.tools[name](arguments), timeout=self.budgets.tool_timeout_s
                 )
                 blocks, cites = _blocks(result, self.budgets.passages, self.protocol)
-                self.texts.update(
-                    (p.id, p.text) for p in result[: len(cites)] if isinstance(p, Passage)
-                )
+                if cites:  # the result was a list of passages
+                    self.texts.update((p.id, p.text) for p in result[: len(cites)])
                 ok = True
             except TimeoutError:
                 blocks = [f"The {name} tool timed out after {self.budgets.tool_timeout_s:g}s."]
