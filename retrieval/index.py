@@ -262,17 +262,7 @@ class LocalIndex:
                 )
             if verify and sha256_file(f) != entry.sha256:
                 raise IndexCorruptError(path, f"{name} fails its sha256 checksum")
-        if isinstance(embedder, str):
-            embedder = Embedder(embedder)
-        if embedder is not None and embedder.name != m.embedder:
-            raise IndexMismatchError(
-                f"the index at {path} was built with embedder {m.embedder!r}, not "
-                f"{embedder.name!r}: drop --embedder or rebuild the index with it"
-            )
-        if embedder is None:
-            embedder = Embedder(
-                m.embedder, query_prefix=m.query_prefix, passage_prefix=m.passage_prefix
-            )
+        embedder = matching_embedder(path, m, embedder)
         faiss = _faiss()
         try:
             index = faiss.read_index(str(path / FAISS_FILE))
@@ -326,28 +316,18 @@ class LocalIndex:
         """Chunk, embed and index ``documents`` into ``out``, atomically.
         ``corpus`` names the documents' origin in errors (the paths given)."""
         out = Path(out)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(
-                f"{out} already exists: pass --overwrite to replace it, or use `splice index add`"
-            )
         embedder = embedder or Embedder()
         chunking = chunking or ChunkConfig()
         params = params or IndexParams()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        tmp = start_build(out, overwrite)
         try:
             report = BuildReport()
             t0 = time.perf_counter()
-            store = PassageStore(tmp / STORE_FILE, create=True)
-            chunks = cls._new_chunks(documents, embedder, chunking, set(), report, on_stage)
-            if not chunks:
-                raise CorpusError(corpus, "no passages found: the corpus is empty")
+            chunks, vecs = embedded_chunks(
+                documents, embedder, chunking, report, on_stage, progress, corpus
+            )
             kind = choose_type(len(chunks)) if index_type == "auto" else index_type
-            if on_stage:
-                on_stage(f"embedding {len(chunks):,} passages with {embedder.name}")
-            t1 = time.perf_counter()
-            vecs = embedder.encode_passages([c.text for c in chunks], progress=progress)
-            report.embed_seconds = time.perf_counter() - t1
+            store = PassageStore(tmp / STORE_FILE, create=True)
             if on_stage:
                 on_stage(f"building a {kind} index")
             train = vecs if kind == "ivfpq" else None
@@ -355,19 +335,8 @@ class LocalIndex:
             index.add(vecs)
             store.insert(0, chunks)
             store.commit()
-            manifest = IndexManifest(
-                embedder=embedder.name,
-                query_prefix=embedder.query_prefix,
-                passage_prefix=embedder.passage_prefix,
-                dim=int(vecs.shape[1]),
-                index_type=kind,
-                params=params,
-                chunking=chunking,
-                count=len(chunks),
-                documents=report.documents,
-                created=_now(),
-                updated=_now(),
-                label=label,
+            manifest = new_manifest(
+                embedder, vecs, chunking, report, index_type=kind, params=params, label=label
             )
             _write_faiss(index, tmp)
             store.close()
@@ -482,6 +451,74 @@ class LocalIndex:
 
     def close(self) -> None:
         self.store.close()
+
+
+def matching_embedder(path: Path, m: IndexManifest, embedder: Embedder | str | None) -> Embedder:
+    """The embedder that built the index at ``path``; a different one is refused."""
+    if isinstance(embedder, str):
+        embedder = Embedder(embedder)
+    if embedder is not None and embedder.name != m.embedder:
+        raise IndexMismatchError(
+            f"the index at {path} was built with embedder {m.embedder!r}, not "
+            f"{embedder.name!r}: drop --embedder or rebuild the index with it"
+        )
+    return embedder or Embedder(
+        m.embedder, query_prefix=m.query_prefix, passage_prefix=m.passage_prefix
+    )
+
+
+def new_manifest(
+    embedder: Embedder,
+    vecs: np.ndarray,
+    chunking: ChunkConfig,
+    report: BuildReport,
+    **fields: Any,
+) -> IndexManifest:
+    """The manifest of an index just built from ``report.passages`` passages."""
+    return IndexManifest(
+        embedder=embedder.name,
+        query_prefix=embedder.query_prefix,
+        passage_prefix=embedder.passage_prefix,
+        dim=int(vecs.shape[1]),
+        chunking=chunking,
+        count=int(vecs.shape[0]),
+        documents=report.documents,
+        created=_now(),
+        updated=_now(),
+        **fields,
+    )
+
+
+def start_build(out: Path, overwrite: bool) -> Path:
+    """Refuse to clobber ``out`` unless asked; a fresh directory beside it to build in
+    (moved into place at the end, so a crash never leaves half an index)."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"{out} already exists: pass --overwrite to replace it, or use `splice index add`"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+
+
+def embedded_chunks(
+    documents: Iterable[Document],
+    embedder: Embedder,
+    chunking: ChunkConfig,
+    report: BuildReport,
+    on_stage: Callable[[str], None] | None,
+    progress: bool,
+    corpus: str,
+) -> tuple[list[Chunk], np.ndarray]:
+    """The documents' passages and their vectors, for a new index of any backend."""
+    chunks = LocalIndex._new_chunks(documents, embedder, chunking, set(), report, on_stage)
+    if not chunks:
+        raise CorpusError(corpus, "no passages found: the corpus is empty")
+    if on_stage:
+        on_stage(f"embedding {len(chunks):,} passages with {embedder.name}")
+    t0 = time.perf_counter()
+    vecs = embedder.encode_passages([c.text for c in chunks], progress=progress)
+    report.embed_seconds = time.perf_counter() - t0
+    return chunks, vecs
 
 
 def _write_faiss(index: Any, directory: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -20,15 +19,23 @@ import numpy as np
 
 from agent.errors import (
     ConfigError,
-    CorpusError,
     DependencyMissingError,
     IndexCorruptError,
-    IndexMismatchError,
 )
 
 from .chunking import Chunk, ChunkConfig, Document
 from .embedder import Embedder
-from .index import MANIFEST, BuildReport, IndexManifest, LocalIndex, _now, _swap_into_place
+from .index import (
+    MANIFEST,
+    BuildReport,
+    IndexManifest,
+    LocalIndex,
+    _swap_into_place,
+    embedded_chunks,
+    matching_embedder,
+    new_manifest,
+    start_build,
+)
 
 __all__ = ["QdrantIndex", "QDRANT_INSTALL"]
 
@@ -77,16 +84,7 @@ class QdrantIndex:
     def open(cls, path: Path | str, embedder: Embedder | str | None = None) -> QdrantIndex:
         path = Path(path)
         m = LocalIndex.read_manifest(path)
-        if isinstance(embedder, str):
-            embedder = Embedder(embedder)
-        if embedder is not None and embedder.name != m.embedder:
-            raise IndexMismatchError(
-                f"the index at {path} was built with embedder {m.embedder!r}, not "
-                f"{embedder.name!r}: drop --embedder or rebuild the index with it"
-            )
-        embedder = embedder or Embedder(
-            m.embedder, query_prefix=m.query_prefix, passage_prefix=m.passage_prefix
-        )
+        embedder = matching_embedder(path, m, embedder)
         if not (path / STORAGE).is_dir():
             raise IndexCorruptError(path, f"{STORAGE}/ is missing")
         client = _client(path / STORAGE)
@@ -123,41 +121,26 @@ class QdrantIndex:
         atomically (built beside it, then moved into place)."""
         _qdrant()  # name the missing extra before anything slow
         out = Path(out)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(
-                f"{out} already exists: pass --overwrite to replace it, or use `splice index add`"
-            )
         embedder = embedder or Embedder()
         chunking = chunking or ChunkConfig()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        tmp = start_build(out, overwrite)
         try:
             report = BuildReport()
             t0 = time.perf_counter()
-            chunks = LocalIndex._new_chunks(documents, embedder, chunking, set(), report, on_stage)
-            if not chunks:
-                raise CorpusError(corpus, "no passages found: the corpus is empty")
-            if on_stage:
-                on_stage(f"embedding {len(chunks):,} passages with {embedder.name}")
-            t1 = time.perf_counter()
-            vecs = embedder.encode_passages([c.text for c in chunks], progress=progress)
-            report.embed_seconds = time.perf_counter() - t1
+            chunks, vecs = embedded_chunks(
+                documents, embedder, chunking, report, on_stage, progress, corpus
+            )
             client = _client(tmp / STORAGE)
             try:
                 _upsert(client, chunks, vecs, batch_size, on_stage)
             finally:
                 client.close()
-            manifest = IndexManifest(
-                embedder=embedder.name,
-                query_prefix=embedder.query_prefix,
-                passage_prefix=embedder.passage_prefix,
-                dim=int(vecs.shape[1]),
+            manifest = new_manifest(
+                embedder,
+                vecs,
+                chunking,
+                report,
                 index_type="flat",  # the embedded mode searches exhaustively
-                chunking=chunking,
-                count=len(chunks),
-                documents=report.documents,
-                created=_now(),
-                updated=_now(),
                 backend="qdrant",
                 collection=COLLECTION,
             )
@@ -170,13 +153,7 @@ class QdrantIndex:
         report.seconds = time.perf_counter() - t0
         return cls.open(out, embedder), report
 
-    def check_dim(self) -> None:
-        """Load the embedder and compare its dimension with the index's."""
-        if self.embedder.dim != self.manifest.dim:
-            raise IndexMismatchError(
-                f"embedder {self.embedder.name!r} makes {self.embedder.dim}-dim vectors but the "
-                f"index at {self.path} holds {self.manifest.dim}-dim ones: rebuild the index"
-            )
+    check_dim = LocalIndex.check_dim
 
     def search_vectors(self, vecs: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
         _, models = _qdrant()
