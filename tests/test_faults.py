@@ -154,7 +154,17 @@ def test_ctrl_c_stops_an_eval_cleanly_and_the_run_resumes(tmp_path: Path, splice
            "--condition", "closed-book", "--concurrency", "1",
            "--max-model-len", str(MAX_MODEL_LEN)]  # fmt: skip
     env = {**os.environ, "SPLICE_HOME": str(splice_home), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A terminal's foreground command has the default SIGINT action; a suite
+        # started in the background (`cmd &`) inherits SIGINT ignored, which a
+        # command rightly keeps.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     records = run / "records.jsonl"
     deadline = time.monotonic() + 600
     while not (records.exists() and records.read_bytes().count(b"\n") >= 2):
