@@ -169,7 +169,7 @@ def test_sync_then_async_calls_share_one_engine(vllm_engine) -> None:
 
 async def test_chat_follow_ups_still_search_after_an_abstention(vllm_engine, kb_index) -> None:
     """Shown only its earlier "I don't know" as text, the model answered follow-ups
-    without searching (4 of 32 searched in runs/followup.py); with the last turn's own
+    without searching (4 of 32 searched in docs/evals/chat_followups.py); with the last turn's own
     tokens, searches included, 24 of 32 did."""
     import asyncio
 
