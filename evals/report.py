@@ -196,12 +196,13 @@ def write_report(run_dir: Path) -> Path:
     return out
 
 
+# (label, key of metrics.rates, the Summary field holding it with its interval)
 _COMPARED = (
-    ("correct %", "c"),
-    ("hallucinated %", "i"),
-    ("abstained %", "a"),
-    ("acc. given attempted %", "acc"),
-    ("S(0.75) %", "s75"),
+    ("correct %", "c", "correct"),
+    ("hallucinated %", "i", "incorrect"),
+    ("abstained %", "a", "not_attempted"),
+    ("acc. given attempted %", "acc", "accuracy_given_attempted"),
+    ("S(0.75) %", "s75", "s_075"),
 )
 
 
@@ -253,12 +254,11 @@ def compare_runs(run_a: Path, run_b: Path, *, changed: int = 10) -> str:
         order_b = ids if paired else list(qb)
         ca = np.array([GRADES.index(qa[q]) for q in order_a], int)
         cb = np.array([GRADES.index(qb[q]) for q in order_b], int)
-        for label, stat in _COMPARED:
+        for label, stat, field in _COMPARED:
             d = delta_interval(ca, cb, stat, paired=paired)
             if d.value is None:
                 continue
-            ia = getattr(sa[key], _SUMMARY_FIELD[stat])
-            ib = getattr(sb[key], _SUMMARY_FIELD[stat])
+            ia, ib = getattr(sa[key], field), getattr(sb[key], field)
             lines.append(
                 f"| {key[0]} | {key[1]} | {label} | {ia.fmt()} | {ib.fmt()} | {_signed(d)} |"
             )
@@ -291,15 +291,6 @@ def compare_runs(run_a: Path, run_b: Path, *, changed: int = 10) -> str:
     lines += ["| setting | A | B |", "|---|---|---|", *settings] if settings else ["None."]
     lines += ["", "## Questions whose grade changed", "", *flips]
     return "\n".join(lines) + "\n"
-
-
-_SUMMARY_FIELD = {
-    "c": "correct",
-    "i": "incorrect",
-    "a": "not_attempted",
-    "acc": "accuracy_given_attempted",
-    "s75": "s_075",
-}
 
 
 def _signed(d: Interval) -> str:

@@ -17,8 +17,6 @@ import contextlib
 import multiprocessing.spawn
 import os
 import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,14 +43,6 @@ _parent = 0
 _log: str | None = None
 
 
-def _watch(parent: int) -> None:
-    # getppid changes when the parent dies (the child is re-parented to init or a
-    # subreaper), whatever signal killed it.
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.killpg(0, signal.SIGKILL)
-
-
 # With a log file, the child's stdout and stderr (and so its workers') go there.
 REDIRECT = """\
 _fd = os.open({log!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -61,17 +51,14 @@ os.dup2(_fd, 2)
 """
 
 
+def _setup(parent: int, log: str | None) -> str:
+    """The child's first lines, the same for both start methods."""
+    return CHILD_SETUP.format(parent=parent, redirect=REDIRECT.format(log=log) if log else "")
+
+
 def _after_fork() -> None:
-    if not _active:
-        return
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
-    if _log is not None:
-        fd = os.open(_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-    watch = threading.Thread(target=_watch, args=(_parent,), name="splice-watch", daemon=True)
-    watch.start()
+    if _active:
+        exec(_setup(_parent, _log), {})
 
 
 def _command_line(original: Any, log: str | None) -> Any:
@@ -80,8 +67,7 @@ def _command_line(original: Any, log: str | None) -> Any:
         if "-c" not in cmd:  # a frozen executable: nothing to prefix
             return cmd
         at = cmd.index("-c") + 1
-        redirect = REDIRECT.format(log=log) if log else ""
-        setup = CHILD_SETUP.format(parent=os.getpid(), redirect=redirect)
+        setup = _setup(os.getpid(), log)
         return [*cmd[:at], setup + cmd[at], *cmd[at + 1 :]]
 
     return command_line

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.trace import Answer, Citation, ToolCallStep, ToolResultStep
+from agent.trace import Answer, ToolCallStep, ToolResultStep
 
 __all__ = ["annotations", "citations", "search_results", "reasoning_line"]
-
-
-def _cited(answer: Answer) -> list[Citation]:
-    # The agent cites only supporting passages, one per source (agent.support).
-    return [] if answer.abstained else answer.citations
 
 
 def annotations(answer: Answer) -> list[dict[str, Any]]:
@@ -29,12 +24,14 @@ def annotations(answer: Answer) -> list[dict[str, Any]]:
                 "end_index": len(answer.text),
             },
         }
-        for c in _cited(answer)
+        for c in answer.citations
     ]
 
 
 def citations(answer: Answer) -> list[str]:
-    return [c.locator for c in _cited(answer)]
+    # answer.citations holds only supporting passages, one per source, and none for
+    # an abstention (agent.support).
+    return [c.locator for c in answer.citations]
 
 
 def search_results(answer: Answer) -> list[dict[str, Any]]:
