@@ -34,6 +34,10 @@ from .report import write_summary
 
 __all__ = [
     "EvalConfig",
+    "Job",
+    "QuestionRunner",
+    "open_run",
+    "finish_run",
     "run_eval",
     "CONDITIONS",
     "EmptyRetriever",
@@ -218,20 +222,115 @@ def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-async def run_eval(
+Job = tuple[str, str, Any]
+"""One question to answer: (dataset name, condition, item)."""
+
+
+class QuestionRunner:
+    """Answers and grades one question at a time over one engine: what the local
+    runner runs for every question, and what each Ray replica holds."""
+
+    def __init__(
+        self,
+        cfg: EvalConfig,
+        engine: Engine,
+        *,
+        retriever: Retriever | None = None,
+        index: Any = None,
+    ) -> None:
+        cfg.check()
+        if "tools" in cfg.conditions and retriever is None:
+            raise ConfigError(
+                "the tools condition needs an index: pass --index DIR (or run "
+                "`splice prepare` for the built-in knowledge base)"
+            )
+        if (
+            "retrieval-failure" in cfg.conditions
+            and cfg.failure_mode == "distractor"
+            and index is None
+        ):
+            raise ConfigError("--failure-mode distractor needs an index to draw passages from")
+        self.cfg = cfg
+        self.judge = Judge(cfg.judge_url or "", cfg.judge_model) if cfg.grader == "judge" else None
+        tools_for: dict[str, list[Retriever]] = {
+            "closed-book": [],
+            "tools": [retriever] if retriever is not None else [],
+            "retrieval-failure": [
+                EmptyRetriever() if cfg.failure_mode == "empty" else DistractorRetriever(index)
+            ],
+        }
+        self.agents = {
+            c: Agent(
+                engine,
+                tools_for[c],
+                protocol=cfg.protocol,
+                sampling=SamplingParams(temperature=cfg.temperature, seed=cfg.seed, logprobs=0),
+                budgets=Budgets(max_segment_tokens=cfg.max_tokens),
+                use_tools=c != "closed-book",
+                confidence_samples=cfg.confidence_samples,
+                abstain_below=cfg.abstain_below,
+            )
+            for c in cfg.conditions
+        }
+
+    async def check(self) -> None:
+        """Fail before any question when the judge cannot be reached."""
+        if self.judge is not None:
+            await self.judge.check()
+
+    async def run(self, job: Job) -> dict[str, Any]:
+        """The graded record of one question; a Splice error is recorded, not raised."""
+        dataset, cond, item = job
+        agent = self.agents[cond]
+        prefill = (
+            agent.protocol.prompt_prefill_ids("search")
+            if self.cfg.search_first and cond != "closed-book"
+            else []
+        )
+        t0 = time.perf_counter()
+        label = self.cfg.condition_label(cond)
+        try:
+            answer = await agent.aask(item.question, prefill=prefill)
+        except SpliceError as exc:  # e.g. an oversized question: recorded, not fatal
+            return {
+                **_item_fields(item, dataset, label),
+                "answer": "",
+                "grade": "ERROR",
+                "error": str(exc),
+                "latency_s": round(time.perf_counter() - t0, 3),
+            }
+        rec = _record(item, dataset, label, answer, time.perf_counter() - t0)
+
+        def rule(text: str) -> str:
+            return grade_answer(
+                text,
+                item.answers,
+                answerable=item.answerable,
+                acceptable_range=item.acceptable_range,
+            ).value
+
+        rec["rule_grade"] = rec["grade"] = rule(answer.text)
+        if answer.withheld:  # what the answer would have scored: for calibration
+            rec["withheld_grade"] = rule(answer.withheld)
+        if self.judge is not None:
+            rec["judge_grade"], rec["judge_reply"] = await self.judge.grade(
+                item.question, item.answers, answer.text, item.answerable
+            )
+            rec["grade"] = rec["judge_grade"]
+        return rec
+
+
+def open_run(
     cfg: EvalConfig,
-    engine: Engine,
     out_dir: Path,
-    *,
-    retriever: Retriever | None = None,
-    index: Any = None,
-    resume: bool = False,
     datasets: Sequence[Dataset] | None = None,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run every (dataset, condition, item) not yet recorded; return all records.
-    ``datasets``, when given, are ``cfg.datasets`` already loaded (and limited)."""
+    *,
+    model: str = "",
+    resume: bool = False,
+) -> tuple[list[Job], int]:
+    """Check and write the run's manifest; return the questions still to answer and
+    how many are already finished. ``datasets``, when given, are ``cfg.datasets``
+    already loaded (and limited)."""
     cfg.check()
     if datasets is None:
         datasets = [load_dataset(d).limit(cfg.limit) for d in cfg.datasets]
@@ -244,7 +343,7 @@ async def run_eval(
         )
     manifest = {
         "config": cfg.model_dump(),
-        "model": cfg.model or getattr(engine, "model", ""),
+        "model": cfg.model or model,
         "datasets": {
             d.name: {"spec": spec, "sha256": d.sha256, "n": len(d.items)}
             for d, spec in zip(datasets, cfg.datasets)
@@ -264,105 +363,60 @@ async def run_eval(
         manifest["resumed"] = manifest.pop("started")
         manifest["started"] = old.get("started")
     mpath.write_text(json.dumps(manifest, indent=2))
-
-    judge = None
-    if cfg.grader == "judge":
-        judge = Judge(cfg.judge_url or "", cfg.judge_model)
-        await judge.check()
-
-    sampling = SamplingParams(temperature=cfg.temperature, seed=cfg.seed, logprobs=0)
-    budgets = Budgets(max_segment_tokens=cfg.max_tokens)
-    tools_for = {
-        "closed-book": [],
-        "tools": [retriever] if retriever is not None else [],
-        "retrieval-failure": [
-            EmptyRetriever() if cfg.failure_mode == "empty" else DistractorRetriever(index)
-        ],
-    }
-    if "tools" in cfg.conditions and retriever is None:
-        raise ConfigError(
-            "the tools condition needs an index: pass --index DIR (or run "
-            "`splice prepare` for the built-in knowledge base)"
-        )
-    if "retrieval-failure" in cfg.conditions and cfg.failure_mode == "distractor" and index is None:
-        raise ConfigError("--failure-mode distractor needs an index to draw passages from")
-    agents = {
-        c: Agent(
-            engine,
-            tools_for[c],
-            protocol=cfg.protocol,
-            sampling=sampling,
-            budgets=budgets,
-            use_tools=c != "closed-book",
-            confidence_samples=cfg.confidence_samples,
-            abstain_below=cfg.abstain_below,
-        )
-        for c in cfg.conditions
-    }
-
-    log = RecordLog(records_path)
     done = {record_key(r) for r in read_records(records_path) if is_final(r)}
     jobs = [
-        (d, c, item)
+        (d.name, c, item)
         for d in datasets
         for c in cfg.conditions
         for item in d.items
         if (d.name, cfg.condition_label(c), item.id) not in done
     ]
+    return jobs, len(done)
+
+
+def finish_run(out_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the run, with its summary written (also after an interruption)."""
+    records = read_records(out_dir / "records.jsonl")
+    if records:
+        write_summary(out_dir, records)
+    return records
+
+
+async def run_eval(
+    cfg: EvalConfig,
+    engine: Engine,
+    out_dir: Path,
+    *,
+    retriever: Retriever | None = None,
+    index: Any = None,
+    resume: bool = False,
+    datasets: Sequence[Dataset] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (dataset, condition, item) not yet recorded; return all records.
+    ``datasets``, when given, are ``cfg.datasets`` already loaded (and limited)."""
+    cfg.check()
+    runner = QuestionRunner(cfg, engine, retriever=retriever, index=index)
+    jobs, done = open_run(cfg, out_dir, datasets, model=getattr(engine, "model", ""), resume=resume)
+    await runner.check()
     if on_start:
-        on_start(len(jobs), len(done))
+        on_start(len(jobs), done)
     gate = asyncio.Semaphore(cfg.concurrency)
+    log = RecordLog(out_dir / "records.jsonl")
 
-    async def one(ds: Dataset, cond: str, item: Any) -> None:
+    async def one(job: Job) -> None:
         async with gate:
-            agent = agents[cond]
-            prefill = (
-                agent.protocol.prompt_prefill_ids("search")
-                if cfg.search_first and cond != "closed-book"
-                else []
-            )
-            t0 = time.perf_counter()
-            label = cfg.condition_label(cond)
-            try:
-                answer = await agent.aask(item.question, prefill=prefill)
-            except SpliceError as exc:  # e.g. an oversized question: recorded, not fatal
-                rec = {
-                    **_item_fields(item, ds.name, label),
-                    "answer": "",
-                    "grade": "ERROR",
-                    "error": str(exc),
-                    "latency_s": round(time.perf_counter() - t0, 3),
-                }
-            else:
-                rec = _record(item, ds.name, label, answer, time.perf_counter() - t0)
-
-                def rule(text: str) -> str:
-                    return grade_answer(
-                        text,
-                        item.answers,
-                        answerable=item.answerable,
-                        acceptable_range=item.acceptable_range,
-                    ).value
-
-                rec["rule_grade"] = rec["grade"] = rule(answer.text)
-                if answer.withheld:  # what the answer would have scored: for calibration
-                    rec["withheld_grade"] = rule(answer.withheld)
-                if judge is not None:
-                    rec["judge_grade"], rec["judge_reply"] = await judge.grade(
-                        item.question, item.answers, answer.text, item.answerable
-                    )
-                    rec["grade"] = rec["judge_grade"]
+            rec = await runner.run(job)
             log.append(rec)
             if on_record:
                 on_record(rec)
 
     try:
-        await asyncio.gather(*(one(*job) for job in jobs))
+        await asyncio.gather(*(one(job) for job in jobs))
     finally:
         log.close()
-        records = read_records(records_path)
-        if records:
-            write_summary(out_dir, records)
+        records = finish_run(out_dir)
     return records
 
 

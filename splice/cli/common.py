@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from serving.environment import quiet_libraries
+from serving.environment import quiet_libraries, verbose_logs
 
 __all__ = [
     "check_fits",
@@ -43,6 +43,11 @@ __all__ = [
     "JsonOutOpt",
     "SamplesOpt",
     "AbstainOpt",
+    "RayOpt",
+    "ReplicasOpt",
+    "ReplicaCpusOpt",
+    "ReplicaGpusOpt",
+    "replica_pool",
     "progress_bar",
 ]
 
@@ -127,6 +132,16 @@ AbstainOpt = Annotated[
         help='Say "I don\'t know" when the confidence is lower (0-1; see `splice eval calibrate`).',
     ),
 ]
+RayOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray",
+        help="Run on Ray: auto (a running cluster, else a local one) or a cluster ADDRESS.",
+    ),
+]
+ReplicasOpt = Annotated[int, typer.Option(help="With --ray: engines, one per Ray actor.")]
+ReplicaCpusOpt = Annotated[float, typer.Option(help="With --ray: CPUs per replica.")]
+ReplicaGpusOpt = Annotated[float, typer.Option(help="With --ray: GPUs per replica.")]
 JsonOutOpt = Annotated[
     Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
 ]
@@ -203,6 +218,29 @@ async def started_engine(url: str | None, config: Any) -> AsyncIterator[Any]:
         with err.status("starting the engine (about a minute on CPU)…"):
             engine = await stack.enter_async_context(engine_session(url, config))
         yield engine
+
+
+@asynccontextmanager
+async def replica_pool(
+    build: Any, address: str, replicas: int, per_replica: int, cpus: float, gpus: float
+) -> AsyncIterator[Any]:
+    """Started Ray replicas (each with its own engine) for a ``with`` body, then closed."""
+    from splice.cluster import ReplicaPool, connect
+
+    with err.status(f"starting {replicas} Ray replicas (about a minute on CPU)…"):
+        connect(address, verbose=verbose_logs())
+        pool = ReplicaPool(
+            build, replicas=replicas, per_replica=per_replica, num_cpus=cpus, num_gpus=gpus
+        )
+        try:
+            await pool.start()
+        except BaseException:
+            await pool.close()
+            raise
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def progress_bar(*, eta: bool = False) -> Any:

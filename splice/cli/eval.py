@@ -13,12 +13,17 @@ from rich.table import Table
 
 from .common import (
     AbstainOpt,
+    RayOpt,
+    ReplicaCpusOpt,
+    ReplicaGpusOpt,
+    ReplicasOpt,
     SamplesOpt,
     command_group,
     err,
     out,
     progress_bar,
     quiet,
+    replica_pool,
     started_engine,
     vllm_config,
 )
@@ -112,9 +117,16 @@ def run(
     max_model_len: Annotated[int, typer.Option(help="Context window.")] = 4096,
     confidence_samples: SamplesOpt = 0,
     abstain_below: AbstainOpt = None,
+    ray: RayOpt = None,
+    replicas: ReplicasOpt = 2,
+    replica_cpus: ReplicaCpusOpt = 1,
+    replica_gpus: ReplicaGpusOpt = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's logs.")] = False,
 ) -> None:
-    """Run datasets × conditions through the agent; write records, summary and report."""
+    """Run datasets × conditions through the agent; write records, summary and report.
+
+    With --ray, each of --replicas Ray actors runs its own engine, and questions go to
+    whichever replica is free; the records, resume and report are the same."""
     quiet(verbose)
 
     from agent.errors import ConfigError
@@ -143,6 +155,12 @@ def run(
         abstain_below=abstain_below,
     )
     cfg.check()
+    if ray is not None:
+        from splice.cluster import ray_module
+
+        ray_module()  # a missing extra is named before anything slow
+        if replicas < 1:
+            raise ConfigError("--replicas must be at least 1")
     # Loaded before the engine starts, so a bad dataset fails in a second, not a minute.
     loaded = [load_dataset(spec).limit(limit) for spec in datasets]
     local_index = retriever = None
@@ -163,53 +181,94 @@ def run(
             with err.status("checking the built-in index…"):
                 index, _ = ensure()
             cfg.index = str(index)
-        local_index = open_index(index)
-        retriever = IndexRetriever(local_index)
-    if web:
+        if ray is None:  # each replica opens its own
+            local_index = open_index(index)
+            retriever = IndexRetriever(local_index)
+    if web and ray is None:
         from retrieval import Embedder
         from retrieval.web import WebRetriever
 
         retriever = WebRetriever(embedder=Embedder())
+    if web:
         cfg.index = "web"
 
     counts = {"CORRECT": 0, "INCORRECT": 0, "NOT_ATTEMPTED": 0, "other": 0}
 
-    async def main() -> list[dict[str, Any]]:
+    def describe() -> str:
+        return (
+            f"[green]{counts['CORRECT']} correct[/] [red]{counts['INCORRECT']} "
+            f"hallucinated[/] [white]{counts['NOT_ATTEMPTED']} abstained[/]"
+            + (f" {counts['other']} ungraded" if counts["other"] else "")
+        )
+
+    async def local(progress: Any, task: Any) -> list[dict[str, Any]]:
+        def on_start(todo: int, done: int) -> None:
+            if done:
+                err.print(f"resuming: {done} finished questions skipped")
+            progress.update(task, total=todo, description=describe())
+
+        def on_record(rec: dict[str, Any]) -> None:
+            counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
+            progress.update(task, advance=1, description=describe())
+
         async with AsyncExitStack() as stack:
             stack.push_async_callback(close_retriever, retriever)
             engine = await stack.enter_async_context(
                 started_engine(url, vllm_config(model, max_model_len))
             )
-            with progress_bar() as progress:
-                task = progress.add_task("questions", total=None)
+            return await run_eval(
+                cfg,
+                engine,
+                out_dir,
+                retriever=retriever,
+                index=local_index,
+                resume=resume,
+                datasets=loaded,
+                on_record=on_record,
+                on_start=on_start,
+            )
 
-                def describe() -> str:
-                    return (
-                        f"[green]{counts['CORRECT']} correct[/] [red]{counts['INCORRECT']} "
-                        f"hallucinated[/] [white]{counts['NOT_ATTEMPTED']} abstained[/]"
-                        + (f" {counts['other']} ungraded" if counts["other"] else "")
-                    )
+    async def on_ray(progress: Any, task: Any) -> list[dict[str, Any]]:
+        from functools import partial
 
-                def on_start(todo: int, done: int) -> None:
-                    if done:
-                        err.print(f"resuming: {done} finished questions skipped")
-                    progress.update(task, total=todo, description=describe())
+        from evals.records import RecordLog
+        from evals.runner import finish_run, open_run
+        from serving.prepare import resolve_model
+        from splice.replicas import build_eval_worker
 
-                def on_record(rec: dict[str, Any]) -> None:
-                    counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
-                    progress.update(task, advance=1, description=describe())
+        jobs, done = open_run(
+            cfg, out_dir, loaded, model=url or resolve_model(model), resume=resume
+        )
+        if done:
+            err.print(f"resuming: {done} finished questions skipped")
+        build = partial(
+            build_eval_worker, cfg, url, vllm_config(model, max_model_len), cfg.index, web
+        )
+        async with replica_pool(
+            build, ray, replicas, cfg.concurrency, replica_cpus, replica_gpus
+        ) as pool:
+            progress.update(task, total=len(jobs), description=describe())
+            log = RecordLog(out_dir / "records.jsonl")
 
-                return await run_eval(
-                    cfg,
-                    engine,
-                    out_dir,
-                    retriever=retriever,
-                    index=local_index,
-                    resume=resume,
-                    datasets=loaded,
-                    on_record=on_record,
-                    on_start=on_start,
-                )
+            def on_result(job: Any, rec: dict[str, Any]) -> None:
+                log.append(rec)
+                counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
+                progress.update(task, advance=1, description=describe())
+
+            def on_lost(i: int, why: str) -> None:
+                err.print(f"replica {i} was lost ({why}): its questions go to the others")
+
+            try:
+                await pool.map(jobs, on_result, on_lost)
+            finally:
+                log.close()
+                finish_run(out_dir)
+        return finish_run(out_dir)
+
+    async def main() -> list[dict[str, Any]]:
+        with progress_bar() as progress:
+            task = progress.add_task("questions", total=None)
+            return await (on_ray if ray else local)(progress, task)
 
     try:
         asyncio.run(main())

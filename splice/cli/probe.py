@@ -8,7 +8,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import out, progress_bar, quiet, started_engine, untuned_base, vllm_config
+from .common import (
+    RayOpt,
+    ReplicaCpusOpt,
+    ReplicaGpusOpt,
+    ReplicasOpt,
+    out,
+    progress_bar,
+    quiet,
+    replica_pool,
+    started_engine,
+    untuned_base,
+    vllm_config,
+)
 
 __all__ = ["probe"]
 
@@ -48,17 +60,26 @@ def probe(
             "asks what the model knew before fine-tuning)."
         ),
     ] = None,
+    ray: RayOpt = None,
+    replicas: ReplicasOpt = 2,
+    replica_cpus: ReplicaCpusOpt = 1,
+    replica_gpus: ReplicaGpusOpt = 0,
 ) -> None:
     """Knowledge probe: label each question known or unknown to the model.
 
     Samples the model closed-book K times per question and grades each sample
-    (the self-interrogation recipe)."""
+    (the self-interrogation recipe). With --ray, questions are spread over
+    --replicas engines."""
 
     from evals.datasets import load_dataset
     from training.probe import probe_questions, write_probe
 
     if rule not in ("greedy", "sampled"):
         raise typer.BadParameter(f"--rule must be greedy or sampled, not {rule!r}")
+    if ray is not None:
+        from splice.cluster import ray_module
+
+        ray_module()  # a missing extra is named before anything slow
     quiet(False)
     if url is None and model is None:
         model = str(untuned_base())
@@ -67,27 +88,46 @@ def probe(
     items = [it for ds in loaded for it in ds.items]
     known = [0]
 
+    options = {
+        "k": k,
+        "temperature": temperature,
+        "seed": seed,
+        "known_at": known_at,
+        "rule": rule,
+        "max_tokens": max_tokens,
+    }
+
     async def main() -> list[Any]:
-        async with started_engine(url, vllm_config(model)) as engine:
-            with progress_bar() as progress:
-                task = progress.add_task("probing", total=len(items))
+        with progress_bar() as progress:
+            task = progress.add_task("probing", total=len(items))
 
-                def on_record(rec: Any) -> None:
-                    known[0] += rec.label == "known"
-                    progress.update(task, advance=1, description=f"probing: {known[0]} known")
+            def on_record(rec: Any) -> None:
+                known[0] += rec.label == "known"
+                progress.update(task, advance=1, description=f"probing: {known[0]} known")
 
-                return await probe_questions(
-                    engine,
-                    items,
-                    k=k,
-                    temperature=temperature,
-                    seed=seed,
-                    known_at=known_at,
-                    rule=rule,  # type: ignore[arg-type]
-                    max_tokens=max_tokens,
-                    concurrency=concurrency,
-                    on_record=on_record,
-                )
+            if ray is None:
+                async with started_engine(url, vllm_config(model)) as engine:
+                    return await probe_questions(
+                        engine, items, **options, concurrency=concurrency, on_record=on_record
+                    )
+            from functools import partial
+
+            from splice.replicas import build_probe_worker
+
+            build = partial(build_probe_worker, url, vllm_config(model), options)
+            by_item: dict[int, Any] = {}  # the driver's own item objects, by identity
+            # Each question is k + 1 requests: a replica keeps about --concurrency in flight.
+            per_replica = max(1, concurrency // (k + 1))
+            async with replica_pool(
+                build, ray, replicas, per_replica, replica_cpus, replica_gpus
+            ) as pool:
+
+                def on_result(item: Any, rec: Any) -> None:
+                    by_item[id(item)] = rec
+                    on_record(rec)
+
+                await pool.map(items, on_result)
+            return [by_item[id(it)] for it in items]
 
     records = asyncio.run(main())
     write_probe(
