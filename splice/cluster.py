@@ -46,12 +46,16 @@ def connect(address: str, *, num_cpus: int | None = None, verbose: bool = False)
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
     }
-    if address != "auto":
-        kwargs["address"] = address
-    elif num_cpus is not None and not os.environ.get("RAY_ADDRESS"):
-        kwargs["num_cpus"] = num_cpus
     try:
-        ray.init(**kwargs)
+        if address != "auto":
+            ray.init(address=address, **kwargs)
+            return ray
+        try:  # RAY_ADDRESS, or a cluster already running on this machine
+            ray.init(address="auto", **kwargs)
+        except ConnectionError:
+            # A new local cluster. Ray starts its workers at nice 15 by default, which
+            # would put the replicas' engines behind any other work on the machine.
+            ray.init(num_cpus=num_cpus, _system_config={"worker_niceness": 0}, **kwargs)
     except ConnectionError as exc:
         raise ConfigError(
             f"no Ray cluster at {address!r} ({exc}): start one with `ray start --head`, "

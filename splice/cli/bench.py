@@ -126,6 +126,32 @@ def bench_eval(
     print_report(result, out_path)
 
 
+@bench_app.command("ray", short_help="An eval on one local engine vs on Ray replicas.")
+def bench_ray(
+    questions: Annotated[int, typer.Option(help="Questions (built-in kb-answerable set).")] = 64,
+    replicas: Annotated[int, typer.Option(help="Replicas in the last arm.")] = 2,
+    cpus: Annotated[int, typer.Option(help="CPUs per arm, split among its replicas.")] = 2,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight per engine.")] = 16,
+    model: ModelOpt = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write JSON here.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """An eval's questions on one local engine, on one Ray replica, and on N replicas
+    sharing the same CPUs: start-up, questions/min and per-replica throughput."""
+    from splice.bench.ray import run_ray_bench
+
+    quiet(verbose)
+    report = run_ray_bench(
+        questions=questions,
+        replicas=replicas,
+        cpus=cpus,
+        concurrency=concurrency,
+        model=model,
+        log=dim,
+    )
+    print_report(report, out_path)
+
+
 @bench_app.command("serve", short_help="`splice serve` under concurrent chat sessions.")
 def bench_serve(
     sessions: Annotated[int, typer.Option(help="Concurrent chat sessions.")] = 50,
