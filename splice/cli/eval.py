@@ -165,7 +165,7 @@ def run(
     loaded = [load_dataset(spec).limit(limit) for spec in datasets]
     local_index = retriever = None
     if cfg.needs_index:
-        from retrieval import IndexRetriever, open_index
+        from retrieval import IndexRetriever, LocalIndex, open_index
         from splice.defaults import ensure_kb_index, ensure_reading_index
 
         if index is None:
@@ -184,6 +184,11 @@ def run(
         if ray is None:  # each replica opens its own
             local_index = open_index(index)
             retriever = IndexRetriever(local_index)
+        elif replicas > 1 and LocalIndex.read_manifest(Path(index)).backend == "qdrant":
+            raise ConfigError(
+                f"{index} is an embedded Qdrant collection, which one process at a time "
+                "can open: use --replicas 1, or a FAISS index (splice index build)"
+            )
     if web and ray is None:
         from retrieval import Embedder
         from retrieval.web import WebRetriever
