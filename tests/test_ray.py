@@ -176,3 +176,18 @@ def test_ray_missing_is_named_in_one_line(tmp_path: Path):
     assert done.returncode != 0
     assert "pip install 'splice[ray]'" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_embedded_qdrant_index_with_several_replicas_is_refused(tmp_path: Path):
+    index = tmp_path / "qdrant-index"
+    index.mkdir()
+    manifest = {"embedder": "e", "dim": 4, "index_type": "flat", "count": 1, "backend": "qdrant"}
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run(
+        [sys.executable, "-m", "splice", "eval", "run", "kb-answerable", "--out",
+         str(tmp_path / "run"), "--condition", "tools", "--index", str(index),
+         "--ray", "auto", "--replicas", "2"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "one process at a time" in done.stderr and "--replicas 1" in done.stderr
