@@ -191,3 +191,55 @@ def test_an_embedded_qdrant_index_with_several_replicas_is_refused(tmp_path: Pat
     )  # fmt: skip
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "one process at a time" in done.stderr and "--replicas 1" in done.stderr
+
+
+def test_splice_serve_on_two_ray_serve_replicas(
+    tmp_path: Path, splice_home: Path, kb_index: Path, ray_address: str
+):
+    """The same app, endpoints and key check, from two replicas behind Ray Serve's
+    router; SIGTERM shuts the replicas and their engines down."""
+    import httpx
+    from conftest import KEY
+    from openai import AuthenticationError, OpenAI
+
+    from serving.model_server import free_port
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "splice", "serve", "--ray-replicas", "2", "--ray", ray_address,
+           "--port", str(port), "--api-key", KEY, "--index", str(kb_index),
+           "--max-model-len", str(MAX_MODEL_LEN)]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=_env(splice_home), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while "serving http" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        assert httpx.get(url + "/health", timeout=10).status_code == 200
+        client = OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+        assert [m.id for m in client.models.list()] == ["splice"]
+        answered_by = set()
+        for _ in range(10):
+            raw = client.chat.completions.with_raw_response.create(
+                model="splice",
+                messages=[{"role": "user", "content": "When was Things Fall Apart published?"}],
+            )
+            answered_by.add(raw.headers["x-splice-replica"])
+            assert raw.parse().choices[0].message.content
+        assert len(answered_by) == 2, "every request went to one replica"
+        stream = client.chat.completions.create(
+            model="splice", messages=[{"role": "user", "content": "Hello!"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        with pytest.raises(AuthenticationError):
+            OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
+        replicas = [psutil.Process(int(pid)) for pid in answered_by]
+        engines = [c for r in replicas for c in r.children(recursive=True)]
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    _, alive = psutil.wait_procs(replicas + engines, timeout=60)
+    assert not alive, f"left running after SIGTERM: {alive}"

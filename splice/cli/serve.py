@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,6 +18,9 @@ from .common import (
     NoCacheOpt,
     PassagesOpt,
     ProtocolOpt,
+    RayOpt,
+    ReplicaCpusOpt,
+    ReplicaGpusOpt,
     SamplesOpt,
     SegmentOpt,
     TempOpt,
@@ -66,13 +69,23 @@ def serve(
     dtype: DtypeOpt = None,
     kv_cache_gib: KVOpt = None,
     tensor_parallel_size: TPOpt = 1,
+    ray_replicas: Annotated[
+        int,
+        typer.Option(help="Serve N replicas (one engine each) behind Ray Serve; 0 = no Ray."),
+    ] = 0,
+    ray: RayOpt = None,
+    replica_cpus: ReplicaCpusOpt = 1,
+    replica_gpus: ReplicaGpusOpt = 0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the agent as an OpenAI-compatible API (/v1/chat/completions).
 
     Any OpenAI client can call it. Search steps stream as reasoning_content, and
-    citations come back with the answer."""
+    citations come back with the answer. With --ray-replicas N, Ray Serve runs N
+    copies of the same app and routes requests among them."""
     import logging
+    import signal
+    import time
 
     import uvicorn
 
@@ -100,15 +113,59 @@ def serve(
             abstain_below=abstain_below,
         )
 
-    app = create_app(
-        open_agent,
-        ServerConfig(
-            model_name=model_name,
-            api_key=api_key or settings.api_key,
-            max_concurrency=max_concurrency,
-            max_queue=max_queue,
-        ),
+    server_config = ServerConfig(
+        model_name=model_name,
+        api_key=api_key or settings.api_key,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        wait_for_engine=ray_replicas > 0,
     )
+
+    def build_app():
+        return create_app(open_agent, server_config)
+
+    if ray_replicas > 0:
+        from splice.cluster import ray_module
+        from splice.server.on_ray import deploy_on_ray
+
+        ray_module()  # a missing extra is named before anything slow
+        if index is None and not (no_tools or passages or web):
+            from splice.defaults import ensure_kb_index
+
+            # Built here once, not by every replica at the same time.
+            with err.status("checking the built-in knowledge base index…"):
+                index, _ = ensure_kb_index()
+        with err.status(f"starting {ray_replicas} Ray Serve replicas (about a minute on CPU)…"):
+            stop = deploy_on_ray(
+                build_app,
+                replicas=ray_replicas,
+                host=host,
+                port=port,
+                address=ray or "auto",
+                num_cpus=replica_cpus,
+                num_gpus=replica_gpus,
+                max_ongoing=max_concurrency + max_queue,
+                verbose=verbose,
+            )
+        err.print(
+            f"serving http://{host}:{port}/v1 as model {model_name!r} from {ray_replicas} "
+            "Ray Serve replicas; Ctrl-C stops them"
+        )
+
+        def terminate(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # SIGTERM (a service manager's stop) stops cleanly too
+
+        signal.signal(signal.SIGTERM, terminate)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop()
+        return
+
+    app = build_app()
     # One line per request (id, method, path, status, time) on stderr.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -48,6 +48,9 @@ class ServerConfig(BaseModel):
     max_concurrency: int = 16
     max_queue: int = 64
     """Requests that may wait for a slot; past that, a 429 with Retry-After."""
+    wait_for_engine: bool = False
+    """Start up only once the engine is ready (or failed): a replica behind a router
+    then joins when it can answer, rather than answering 503 meanwhile."""
 
 
 class APIError(Exception):
@@ -87,17 +90,24 @@ def create_app(
         stop = asyncio.Event()
         state.slots = asyncio.Semaphore(cfg.max_concurrency)
 
+        settled = asyncio.Event()
+
         async def hold() -> None:
             try:
                 async with open_agent() as agent:
                     state.agent = agent
                     log.info("engine ready")
+                    settled.set()
                     await stop.wait()
             except SpliceError as exc:
                 state.failed = str(exc)
                 log.error("the engine could not start: %s", exc)
+            finally:
+                settled.set()
 
         holder = asyncio.create_task(hold())
+        if cfg.wait_for_engine:
+            await settled.wait()
         try:
             yield
         finally:
