@@ -35,7 +35,7 @@ demo: prepare
 	$(BIN)/splice ask "$(QUESTION)"
 
 # Reproduce the shipped adapter (training/adapter): probe, data, LoRA SFT, merge.
-# About an hour on a 2-core CPU; minutes on a GPU.
+# About 1.5-2 hours on a 2-core CPU (the SFT: 182 steps of 25-40 s); minutes on a GPU.
 train: prepare
 	$(BIN)/splice probe kb-train trivia-train --out runs/probe.jsonl
 	$(BIN)/splice train data --probe runs/probe.jsonl --out runs/train-data
