@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -206,16 +207,10 @@ def run(
             + (f" {counts['other']} ungraded" if counts["other"] else "")
         )
 
-    async def local(progress: Any, task: Any) -> list[dict[str, Any]]:
-        def on_start(todo: int, done: int) -> None:
-            if done:
-                err.print(f"resuming: {done} finished questions skipped")
-            progress.update(task, total=todo, description=describe())
+    OnStart = Callable[[int, int], None]
+    OnRecord = Callable[[dict[str, Any]], None]
 
-        def on_record(rec: dict[str, Any]) -> None:
-            counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
-            progress.update(task, advance=1, description=describe())
-
+    async def local(on_start: OnStart, on_record: OnRecord) -> list[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(close_retriever, retriever)
             engine = await stack.enter_async_context(
@@ -233,7 +228,7 @@ def run(
                 on_start=on_start,
             )
 
-    async def on_ray(progress: Any, task: Any) -> list[dict[str, Any]]:
+    async def on_ray(on_start: OnStart, on_record: OnRecord) -> list[dict[str, Any]]:
         from functools import partial
 
         from evals.records import RecordLog
@@ -244,21 +239,18 @@ def run(
         jobs, done = open_run(
             cfg, out_dir, loaded, model=url or resolve_model(model), resume=resume
         )
-        if done:
-            err.print(f"resuming: {done} finished questions skipped")
         build = partial(
             build_eval_worker, cfg, url, vllm_config(model, max_model_len), cfg.index, web
         )
         async with replica_pool(
             build, ray, replicas, cfg.concurrency, replica_cpus, replica_gpus
         ) as pool:
-            progress.update(task, total=len(jobs), description=describe())
+            on_start(len(jobs), done)
             log = RecordLog(out_dir / "records.jsonl")
 
             def on_result(job: Any, rec: dict[str, Any]) -> None:
                 log.append(rec)
-                counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
-                progress.update(task, advance=1, description=describe())
+                on_record(rec)
 
             def on_lost(i: int, why: str) -> None:
                 err.print(f"replica {i} was lost ({why}): its questions go to the others")
@@ -267,13 +259,23 @@ def run(
                 await pool.map(jobs, on_result, on_lost)
             finally:
                 log.close()
-                finish_run(out_dir)
-        return finish_run(out_dir)
+                records = finish_run(out_dir)
+        return records
 
     async def main() -> list[dict[str, Any]]:
         with progress_bar() as progress:
             task = progress.add_task("questions", total=None)
-            return await (on_ray if ray else local)(progress, task)
+
+            def on_start(todo: int, done: int) -> None:
+                if done:
+                    err.print(f"resuming: {done} finished questions skipped")
+                progress.update(task, total=todo, description=describe())
+
+            def on_record(rec: dict[str, Any]) -> None:
+                counts[rec["grade"] if rec["grade"] in counts else "other"] += 1
+                progress.update(task, advance=1, description=describe())
+
+            return await (on_ray if ray else local)(on_start, on_record)
 
     try:
         asyncio.run(main())
