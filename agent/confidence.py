@@ -23,7 +23,19 @@ from pydantic import BaseModel, Field
 from .engine import Engine, SamplingParams
 from .protocols.base import Protocol
 
-__all__ = ["ConfidenceConfig", "normalize_answer", "agreement", "answer_start", "self_agreement"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "Calibration",
+    "ConfidenceConfig",
+    "normalize_answer",
+    "agreement",
+    "answer_start",
+    "self_agreement",
+]
+
+# Beside a model's weights (and its adapter's): the threshold calibrated for that
+# model, which `ask`, `chat`, `serve` and `default_agent()` use unless told otherwise.
+CALIBRATION_FILE = "splice_calibration.json"
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -40,6 +52,20 @@ class ConfidenceConfig(BaseModel):
     @property
     def enabled(self) -> bool:
         return self.samples > 0
+
+
+class Calibration(BaseModel):
+    """A model's abstention threshold, chosen on a dev run (``splice eval calibrate
+    --save``) for a target hallucination rate. A threshold belongs to the weights it
+    was measured on: shipping a new adapter drops the old file."""
+
+    abstain_below: float = Field(ge=0.0, le=1.0)
+    confidence_samples: int = Field(5, ge=1)
+    target: float = Field(ge=0.0, le=1.0, description="Hallucination rate aimed at on dev.")
+    dev_run: str = Field(description="The run it was chosen on.")
+    dev: dict[str, float | int] = Field(
+        default_factory=dict, description="correct/hallucinated/abstained/auroc on dev."
+    )
 
 
 def normalize_answer(text: str) -> str:

@@ -116,7 +116,13 @@ class _Run:
         return min(by_window, by_budget)
 
     async def generate(
-        self, max_tokens: int, *, stop: tuple[int, ...], banned: tuple[int, ...], parser: Any
+        self,
+        max_tokens: int,
+        *,
+        stop: tuple[int, ...],
+        banned: tuple[int, ...],
+        parser: Any,
+        answering: bool = False,
     ) -> AsyncIterator[Event]:
         params = self.sampling.model_copy(
             update={
@@ -129,13 +135,15 @@ class _Run:
         t0 = time.perf_counter()
         seg: list[int] = []
         last = None
+        prefix = self.protocol.answer_prefix_ids()
         async for chunk in self.engine.generate(self.ids, params):
             visible = "".join(parser.feed(t) for t in chunk.token_ids)
             seg += chunk.token_ids
+            answering = answering or answer_start(seg, prefix) is not None
             if chunk.logprobs:
                 self.logprobs += chunk.logprobs
             if visible:
-                yield TokenEvent(text=visible)
+                yield TokenEvent(text=visible, answer=answering)
             last = chunk
         self.ids += seg
         self.new += seg
@@ -281,7 +289,11 @@ async def run_trajectory(
             parser.feed(t)
         room = max(1, min(run.room(), ANSWER_ROOM))
         async for ev in run.generate(
-            room, stop=protocol.stop_token_ids, banned=protocol.answer_banned_ids, parser=parser
+            room,
+            stop=protocol.stop_token_ids,
+            banned=protocol.answer_banned_ids,
+            parser=parser,
+            answering=True,
         ):
             yield ev
         answer = parser.action().answer

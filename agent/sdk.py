@@ -58,7 +58,7 @@ class Agent:
     ) -> None:
         """``confidence_samples`` > 0 scores every answer by self-agreement
         (:mod:`agent.confidence`); ``abstain_below`` then turns answers scored lower
-        into "I don't know" (it implies 5 samples when none are asked for)."""
+        into "I don't know" (it implies 5 samples when none are asked for; 0 = off)."""
         self.engine = engine
         self.tools = {t.name: t for t in map(_as_tool, tools)}
         self.protocol = (
@@ -68,7 +68,7 @@ class Agent:
         self.sampling = sampling or SamplingParams()
         self.budgets = budgets or Budgets()
         self.use_tools = use_tools
-        if abstain_below is not None and confidence_samples == 0:
+        if abstain_below and confidence_samples == 0:
             confidence_samples = 5
         self.confidence = ConfidenceConfig(samples=confidence_samples, abstain_below=abstain_below)
 

@@ -99,6 +99,9 @@ Step = Annotated[
 class TokenEvent(BaseModel):
     type: Literal["token"] = "token"
     text: str
+    answer: bool = False
+    """Part of a final answer (after the answer tag): text that a confidence
+    threshold may still withhold, unlike a plain chat reply."""
 
 
 class ToolCallEvent(BaseModel):

@@ -21,6 +21,10 @@ __all__ = [
     "tool_induced_hallucination",
     "rates",
     "risk_coverage",
+    "auroc",
+    "Threshold",
+    "at_threshold",
+    "choose_threshold",
     "cohen_kappa",
     "mean_interval",
     "delta_interval",
@@ -268,30 +272,39 @@ class Threshold(BaseModel):
     n: int
 
 
+def at_threshold(
+    records: Sequence[dict[str, Any]], threshold: float, key: str = "confidence"
+) -> Threshold | None:
+    """The rates had every answer scored under ``threshold`` been withheld (as
+    ``abstain_below`` does); None without graded records."""
+    graded = [r for r in records if (r.get("withheld_grade") or r["grade"]) in GRADES]
+    if not graded:
+        return None
+    kept = [g for s, g in _attempted(graded, key) if s >= threshold]
+    n = len(graded)
+    right, wrong = kept.count("CORRECT"), kept.count("INCORRECT")
+    return Threshold(
+        threshold=threshold,
+        correct=right / n,
+        hallucinated=wrong / n,
+        abstained=1 - (right + wrong) / n,
+        n=n,
+    )
+
+
 def choose_threshold(
     records: Sequence[dict[str, Any]], target: float, key: str = "confidence"
 ) -> Threshold | None:
     """The lowest ``abstain_below`` threshold whose hallucination rate, over all graded
     records, is at most ``target`` (an answer below it becomes an abstention). The
     lowest such threshold keeps the most correct answers. None when none reaches it."""
-    graded = [r for r in records if (r.get("withheld_grade") or r["grade"]) in GRADES]
-    if not graded:
-        return None
-    scored = _attempted(graded, key)
-    candidates = sorted({0.0, *(s for s, _ in scored), 1.01})
-    n = len(graded)
-    for t in candidates:
-        kept = [(s, g) for s, g in scored if s >= t]
-        wrong = sum(g == "INCORRECT" for _, g in kept)
-        if wrong / n <= target:
-            right = sum(g == "CORRECT" for _, g in kept)
-            return Threshold(
-                threshold=t,
-                correct=right / n,
-                hallucinated=wrong / n,
-                abstained=1 - (right + wrong) / n,
-                n=n,
-            )
+    scores = {s for s, _ in _attempted(records, key)}
+    for t in sorted({0.0, *scores, 1.01}):
+        rates = at_threshold(records, t, key)
+        if rates is None:
+            return None
+        if rates.hallucinated <= target:
+            return rates
     return None
 
 

@@ -26,7 +26,8 @@ from unittest import mock
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import DependencyMissingError, ModelNotPreparedError, PrepareError
+from agent.confidence import CALIBRATION_FILE, Calibration
+from agent.errors import ConfigError, DependencyMissingError, ModelNotPreparedError, PrepareError
 from agent.files import sha256_file
 from agent.settings import splice_home
 
@@ -37,6 +38,7 @@ __all__ = [
     "default_model_dir",
     "base_model_dir",
     "adapter_digest",
+    "read_calibration",
     "load_manifest",
     "verify",
     "prepare",
@@ -210,11 +212,28 @@ def base_model_dir(home: Path | None = None) -> Path:
 
 
 def adapter_digest(adapter: Path) -> str:
-    return (
+    digest = (
         sha256_file(adapter / "adapter_model.safetensors")[:16]
         + "-"
         + sha256_file(adapter / "adapter_config.json")[:8]
     )
+    if (adapter / CALIBRATION_FILE).is_file():  # a new threshold re-prepares the model too
+        digest += "-" + sha256_file(adapter / CALIBRATION_FILE)[:8]
+    return digest
+
+
+def read_calibration(model_dir: str | Path) -> Calibration | None:
+    """The abstention threshold calibrated for the model in ``model_dir``, if it has one."""
+    path = Path(model_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.model_validate_json(path.read_text())
+    except (ValidationError, OSError) as exc:
+        raise ConfigError(
+            f"{path} is not a valid calibration ({str(exc).splitlines()[0]}): "
+            "rerun `splice eval calibrate --save` or delete it"
+        ) from exc
 
 
 def _ensure(
@@ -319,7 +338,10 @@ def prepare(
         from .merge import merge_adapter
 
         step("merging the fine-tuned adapter")
-        return merge_adapter(base.path, Path(chosen), tmp, special_tokens)
+        ids = merge_adapter(base.path, Path(chosen), tmp, special_tokens)
+        if (Path(chosen) / CALIBRATION_FILE).is_file():
+            shutil.copy2(Path(chosen) / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
+        return ids
 
     result = _ensure(
         default_model_dir(home),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import training
 from agent import Agent, Engine, InMemoryRetriever, Passage, Retriever
+from agent.confidence import Calibration
 from agent.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from agent.protocols.splice import SPECIAL_TOKENS
 from agent.settings import WebSettings, load, splice_home
@@ -24,7 +25,7 @@ from evals.reading import reading_documents, reading_fingerprint
 from retrieval import Embedder, IndexRetriever, LocalIndex
 from retrieval.corpus import read_jsonl_documents
 from serving.factory import open_engine
-from serving.prepare import PrepareResult, prepare
+from serving.prepare import PrepareResult, prepare, read_calibration, resolve_model
 from serving.vllm_engine import VLLMConfig, VLLMEngine
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "close_retriever",
     "load_passages",
     "default_agent",
+    "model_calibration",
+    "calibrated",
     "engine_session",
 ]
 
@@ -194,10 +197,33 @@ def default_agent(
     """The prepared default model in-process, searching ``retriever``, the index
     directory ``index``, or else the built-in knowledge base (built on first use),
     plus any other ``tools``. Other keyword arguments go to :class:`agent.Agent`.
-    Close the agent (or use it in a ``with`` block) to stop the engine."""
+    Close the agent (or use it in a ``with`` block) to stop the engine.
+    The model's calibrated ``abstain_below`` applies unless one is given (0 = off)."""
     if retriever is None:
         retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
+    kwargs["confidence_samples"], kwargs["abstain_below"] = calibrated(
+        None, kwargs.get("confidence_samples", 0), kwargs.get("abstain_below")
+    )
     return Agent(VLLMEngine.start(), [retriever, *tools], **kwargs)
+
+
+def model_calibration(model: str | Path | None) -> Calibration | None:
+    """The threshold calibrated for ``model`` (None = the prepared default), if any.
+    Only a local model directory can carry one."""
+    path = Path(resolve_model(model))
+    return read_calibration(path) if path.is_dir() else None
+
+
+def calibrated(
+    model: str | Path | None, confidence_samples: int, abstain_below: float | None
+) -> tuple[int, float | None]:
+    """(samples, threshold) to run with: what was asked, else the model's calibration."""
+    if abstain_below is not None:
+        return confidence_samples, abstain_below
+    cal = model_calibration(model)
+    if cal is None:
+        return confidence_samples, None
+    return max(confidence_samples, cal.confidence_samples), cal.abstain_below
 
 
 @asynccontextmanager

@@ -3,11 +3,17 @@ that threshold on a dev run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from agent.confidence import agreement, answer_start, normalize_answer
+from agent.errors import ConfigError
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage
 from agent.trace import AnswerStep, ConfidenceStep
-from evals.metrics import auroc, choose_threshold, risk_coverage, score_key
+from evals.metrics import at_threshold, auroc, choose_threshold, risk_coverage, score_key
 from serving.scripted import ScriptedEngine
 
 PARIS = Passage(id="fr", title="France", text="The capital of France is Paris.", source="kb")
@@ -109,3 +115,112 @@ def test_auroc_threshold_and_risk_coverage() -> None:
     assert auroc(withheld) == 8 / 9  # counted as a wrong answer at 0.3, not left out
     pts = risk_coverage(records)
     assert pts[0] == (1 / 6, 0.0) and pts[-1] == (5 / 6, 2 / 5)
+
+
+async def test_answer_tokens_are_marked_so_a_stream_can_hold_them(tokenizer) -> None:
+    from agent.trace import TokenEvent
+
+    agent = Agent(_engine(tokenizer, ["Paris"]), [InMemoryRetriever([PARIS])])
+    events = [ev async for ev in agent.stream("What is the capital of France?")]
+    answer_text = "".join(ev.text for ev in events if isinstance(ev, TokenEvent) and ev.answer)
+    assert answer_text.strip() == "Paris"
+    # A plain chat reply has no answer tag: nothing in it may be withheld, so it streams.
+    hello = tokenizer.encode("Hello there!", add_special_tokens=False)
+    chat = Agent(ScriptedEngine(lambda p, s: hello, tokenizer), [], use_tools=False)
+    tokens = [ev async for ev in chat.stream("hi") if isinstance(ev, TokenEvent)]
+    assert tokens and not any(ev.answer for ev in tokens)
+
+
+def test_the_server_sends_a_held_answer_once_scored(tokenizer) -> None:
+    """With a threshold, a streamed answer is not sent before its score: the client
+    gets "I don't know", never the guess it replaced."""
+    from contextlib import asynccontextmanager
+
+    from fastapi.testclient import TestClient
+
+    from splice.server import create_app
+
+    def content(abstain_below: float | None) -> str:
+        @asynccontextmanager
+        async def open_agent():
+            yield Agent(
+                _engine(tokenizer, ["Lyon", "Nice"]),
+                [InMemoryRetriever([PARIS])],
+                confidence_samples=2,
+                abstain_below=abstain_below,
+            )
+
+        body = {"model": "splice", "stream": True, "messages": [{"role": "user", "content": "?"}]}
+        with TestClient(create_app(open_agent)) as client:
+            text = client.post("/v1/chat/completions", json=body).text
+        chunks = [json.loads(line[6:]) for line in text.splitlines() if line[6:7] == "{"]
+        return "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+        )
+
+    assert content(None).strip() == "Paris"  # no threshold: streamed as it comes
+    assert content(0.5).strip() == "I don't know"
+
+
+def test_at_threshold_matches_what_abstain_below_would_do() -> None:
+    records = [_rec("CORRECT", 1.0), _rec("INCORRECT", 0.6), _rec("NOT_ATTEMPTED", 0.0)]
+    raw, strict = at_threshold(records, 0.0), at_threshold(records, 0.8)
+    assert raw is not None and (raw.correct, raw.hallucinated) == (1 / 3, 1 / 3)
+    assert strict is not None and (strict.correct, strict.hallucinated) == (1 / 3, 0.0)
+    assert at_threshold([], 0.5) is None
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "dev"
+    run.mkdir()
+    records = [_rec("CORRECT", 1.0), _rec("INCORRECT", 0.6), _rec("CORRECT", 0.8)]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "manifest.json").write_text(json.dumps({"config": {"confidence_samples": 3}}))
+    return run
+
+
+def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.confidence import CALIBRATION_FILE
+    from serving.prepare import adapter_digest, read_calibration
+    from splice.cli import app
+    from splice.defaults import calibrated
+    from training.sft import ship_adapter
+
+    run, model = _run_dir(tmp_path), tmp_path / "model"
+    model.mkdir()
+    (model / "adapter_model.safetensors").write_bytes(b"w")
+    (model / "adapter_config.json").write_text("{}")
+    before = adapter_digest(model)
+    result = CliRunner().invoke(
+        app, ["eval", "calibrate", str(run), "--target", "0", "--save", str(model)]
+    )
+    assert result.exit_code == 0, result.output
+    cal = read_calibration(model)
+    assert cal is not None and cal.abstain_below == 0.8 and cal.confidence_samples == 3
+    assert cal.dev["hallucinated"] == 0.0 and cal.dev_run == "dev"
+    assert adapter_digest(model) != before  # a new threshold re-prepares the model
+    # What ask, chat and serve run with: the model's threshold, unless told (0 = off).
+    assert calibrated(str(model), 0, None) == (3, 0.8)
+    assert calibrated(str(model), 0, 0.0) == (0, 0.0)
+    assert calibrated(str(tmp_path), 0, None) == (0, None)
+    # --at applies a threshold chosen elsewhere, per dataset.
+    shown = CliRunner().invoke(
+        app, ["eval", "calibrate", str(run), "--at", "0.7"], terminal_width=80
+    )
+    assert shown.exit_code == 0 and "66.7→66.7" in shown.output and "33.3→0.0" in shown.output
+    both = CliRunner().invoke(
+        app, ["eval", "calibrate", str(run), "--at", "0.7", "--save", str(model)]
+    )
+    assert isinstance(both.exception, ConfigError) and "drop --at" in str(both.exception)
+    # A broken file is named, with the fix.
+    (model / CALIBRATION_FILE).write_text("{")
+    with pytest.raises(ConfigError, match="splice eval calibrate --save"):
+        read_calibration(model)
+    # Shipping new weights drops the old weights' threshold.
+    (tmp_path / "log.json").write_text("{}")
+    ship_adapter(model, tmp_path / "log.json", tmp_path / "shipped")
+    (tmp_path / "shipped" / CALIBRATION_FILE).write_text("{}")
+    ship_adapter(model, tmp_path / "log.json", tmp_path / "shipped")
+    assert not (tmp_path / "shipped" / CALIBRATION_FILE).exists()

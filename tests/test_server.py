@@ -78,15 +78,20 @@ def test_a_kb_question_streams_reasoning_answer_and_citations(client: openai.Ope
 
 
 async def test_a_plain_call_gives_the_sdk_answer(
-    client: openai.OpenAI, vllm_engine, kb_index: Path
+    client: openai.OpenAI, vllm_engine, kb_index: Path, model_dir: Path
 ) -> None:
     from agent import Agent
     from retrieval import IndexRetriever
-    from splice.defaults import close_retriever
+    from splice.defaults import calibrated, close_retriever
 
+    # The server runs with the model's calibrated threshold, as `splice serve` does.
+    samples, abstain_below = calibrated(str(model_dir), 0, None)
     retriever = IndexRetriever.open(kb_index)
     try:
-        expected = await Agent(vllm_engine, [retriever]).aask(QUESTION)
+        agent = Agent(
+            vllm_engine, [retriever], confidence_samples=samples, abstain_below=abstain_below
+        )
+        expected = await agent.aask(QUESTION)
     finally:
         await close_retriever(retriever)
     reply = client.chat.completions.create(

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent.confidence import CALIBRATION_FILE
 from agent.errors import ConfigError, DependencyMissingError, first_line
 from agent.protocols.splice import SPECIAL_TOKENS
 
@@ -292,8 +293,10 @@ def train(
 
 def ship_adapter(adapter: Path, train_log: Path, dest: Path) -> Path:
     """Copy a trained adapter to ``dest`` (the package's shipped adapter), with no
-    machine-local paths in its config."""
+    machine-local paths in its config. A calibration there belonged to the previous
+    weights, so it goes: calibrate the new ones on dev (``splice eval calibrate --save``)."""
     dest.mkdir(parents=True, exist_ok=True)
+    (dest / CALIBRATION_FILE).unlink(missing_ok=True)
     shutil.copy2(adapter / "adapter_model.safetensors", dest)
     config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "smollm2-135m-instruct-splice-base"

@@ -61,7 +61,12 @@ async def agent_session(
 ) -> AsyncIterator[Any]:
     """The retriever the options ask for, an engine, an Agent over both; all closed after."""
     from agent import Agent, Budgets, SamplingParams
-    from splice.defaults import close_retriever, open_retriever
+    from splice.defaults import calibrated, close_retriever, open_retriever
+
+    if url is None:  # a served model's directory is not ours to read
+        confidence_samples, abstain_below = calibrated(
+            config.model, confidence_samples, abstain_below
+        )
 
     retriever = None
     if not no_tools:

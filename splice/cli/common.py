@@ -129,7 +129,8 @@ AbstainOpt = Annotated[
     Optional[float],
     typer.Option(
         "--abstain-below",
-        help='Say "I don\'t know" when the confidence is lower (0-1; see `splice eval calibrate`).',
+        help='Say "I don\'t know" when the confidence is lower (0-1; 0 = off). '
+        "Default: the model's calibrated threshold, if it has one.",
     ),
 ]
 RayOpt = Annotated[

@@ -13,7 +13,6 @@ import typer
 from rich.table import Table
 
 from .common import (
-    AbstainOpt,
     RayOpt,
     ReplicaCpusOpt,
     ReplicaGpusOpt,
@@ -117,7 +116,14 @@ def run(
     model: Annotated[Optional[str], typer.Option(help="HF name or path.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Context window.")] = 4096,
     confidence_samples: SamplesOpt = 0,
-    abstain_below: AbstainOpt = None,
+    abstain_below: Annotated[
+        Optional[float],
+        typer.Option(
+            "--abstain-below",
+            help='Say "I don\'t know" when the confidence is lower (0-1). Default: off, '
+            "so the run measures the model itself; `splice eval calibrate` chooses one.",
+        ),
+    ] = None,
     ray: RayOpt = None,
     replicas: ReplicasOpt = 2,
     replica_cpus: ReplicaCpusOpt = 1,
@@ -345,15 +351,32 @@ def calibrate(
     dataset: Annotated[
         Optional[list[str]], typer.Option(help="Only these datasets (default: all).")
     ] = None,
+    at: Annotated[
+        Optional[float],
+        typer.Option(help="Apply this threshold instead (a test run: no choosing on it)."),
+    ] = None,
+    save: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Write the chosen threshold into this model or adapter directory, "
+            "as its default for ask, chat and serve."
+        ),
+    ] = None,
 ) -> None:
     """Choose --abstain-below for a target hallucination rate, from a dev run.
 
-    The run must carry confidence scores (`splice eval run --confidence-samples N`)."""
+    The run must carry confidence scores (`splice eval run --confidence-samples N`).
+    With --at, show what a threshold already chosen does on this run, per dataset."""
+    from agent.confidence import CALIBRATION_FILE, Calibration
     from agent.errors import ConfigError
     from evals.metrics import auroc, choose_threshold
     from evals.report import load_run
 
-    records, _ = load_run(run_dir)
+    if at is not None and save is not None:
+        raise ConfigError("--save records a threshold chosen on this run: drop --at")
+    if save is not None and not save.is_dir():
+        raise ConfigError(f"--save {save}: not a directory (give a model or adapter directory)")
+    records, manifest = load_run(run_dir)
     if dataset:
         records = [r for r in records if r["dataset"] in dataset]
     if not any(r.get("confidence") is not None for r in records):
@@ -365,6 +388,9 @@ def calibrate(
         f"{'–' if a is None else f'{a:.3f}'}, mean token logprob "
         f"{'–' if lp is None else f'{lp:.3f}'} ({len(records)} records)"
     )
+    if at is not None:
+        _print_at(records, at)
+        return
     chosen = choose_threshold(records, target)
     if chosen is None:
         raise ConfigError(f"no threshold reaches {target:.0%} hallucinated on {run_dir}")
@@ -373,6 +399,57 @@ def calibrate(
         f"hallucinated {100 * chosen.hallucinated:.1f}%, abstained "
         f"{100 * chosen.abstained:.1f}% (n={chosen.n})"
     )
+    if save is not None:
+        cal = Calibration(
+            abstain_below=round(chosen.threshold, 4),
+            confidence_samples=int(manifest.get("config", {}).get("confidence_samples") or 5),
+            target=target,
+            dev_run=run_dir.name,
+            dev={
+                "correct": round(chosen.correct, 4),
+                "hallucinated": round(chosen.hallucinated, 4),
+                "abstained": round(chosen.abstained, 4),
+                **({"auroc": round(a, 4)} if a is not None else {}),
+                "n": chosen.n,
+            },
+        )
+        path = save / CALIBRATION_FILE
+        path.write_text(cal.model_dump_json(indent=2) + "\n")
+        err.print(f"wrote {path}: run `splice prepare` to carry it into the default model")
+
+
+def _print_at(records: list[dict], threshold: float) -> None:
+    from rich import box
+
+    from evals.metrics import at_threshold
+
+    t = Table(
+        title=f"--abstain-below {threshold:.2f}, % before→after",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    t.add_column("dataset", no_wrap=True)
+    t.add_column("condition", no_wrap=True)
+    for col in ("n", "correct", "halluc.", "abstained"):
+        t.add_column(col, justify="right", no_wrap=True)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["condition"]), []).append(r)
+    for (ds, cond), rs in sorted(groups.items()):
+        raw, after = at_threshold(rs, 0.0), at_threshold(rs, threshold)
+        if raw is None or after is None:
+            continue
+        t.add_row(
+            ds,
+            cond,
+            str(after.n),
+            *(
+                f"{100 * getattr(raw, k):.1f}→{100 * getattr(after, k):.1f}"
+                for k in ("correct", "hallucinated", "abstained")
+            ),
+        )
+    out.print(t)
 
 
 @eval_app.command("agreement", short_help="How often the rule grader and LLM judge agree.")

@@ -31,9 +31,13 @@ HELP = """commands:
 
 async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None:
     answer: Answer | None = None
-    streamed = False
+    streamed = held = False
+    # An answer that may be withheld for low confidence is printed once it is scored.
+    hold = bool(chat.agent.confidence.abstain_below)
     async for ev in chat.astream(text):
-        if isinstance(ev, TokenEvent):
+        if isinstance(ev, TokenEvent) and hold and ev.answer:
+            held = True
+        elif isinstance(ev, TokenEvent):
             console.print(ev.text, end="", markup=False, highlight=False)
             streamed = True
         elif isinstance(ev, ToolCallEvent):
@@ -47,9 +51,15 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
         elif isinstance(ev, AnswerEvent):
             answer = ev.answer
     if answer is not None:
-        if not streamed or answer.trace[-1].forced:  # type: ignore[union-attr]
+        if held or not streamed or answer.trace[-1].forced:  # type: ignore[union-attr]
             console.print(answer.text, markup=False, highlight=False, end="")
         console.print()
+        if answer.withheld:
+            console.print(
+                f"[dim](confidence {answer.confidence:.2f}, too low to say: "
+                f"{escape(answer.withheld)})[/dim]",
+                highlight=False,
+            )
         for line in source_lines(answer.citations):
             console.print(f"[dim]{line}[/dim]", highlight=False)
         sampled = sum(answer.mask)

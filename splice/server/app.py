@@ -320,6 +320,9 @@ def create_app(
         cutter = StopCutter(body.stops)
         answer: Answer | None = None
         finished = False
+        # An answer that may yet be withheld for low confidence is sent once scored:
+        # streamed, a client would already have shown the guess it replaces.
+        hold, held = bool(agent.confidence.abstain_below), False
         async with _slot():
             t0 = time.perf_counter()
             first = True
@@ -328,6 +331,8 @@ def create_app(
                 async for ev in agent.stream(history, **kwargs):
                     if isinstance(ev, (ToolCallEvent, ToolResultEvent)):
                         yield chunk({"reasoning_content": evidence.reasoning_line(ev.step)})
+                    elif isinstance(ev, TokenEvent) and hold and ev.answer:
+                        held = True
                     elif isinstance(ev, TokenEvent) and not cutter.done:
                         text = cutter.feed(ev.text)
                         if text:
@@ -350,7 +355,7 @@ def create_app(
             metrics.latency.observe(time.perf_counter() - t0)
         assert answer is not None
         usage = _count(answer)
-        tail = cutter.flush()
+        tail = (cutter.feed(answer.text) if hold and held else "") + cutter.flush()
         if tail:
             yield chunk({"content": tail})
         finish = "stop" if cutter.done else _finish(answer)
