@@ -34,12 +34,19 @@ prepare: install
 demo: prepare
 	$(BIN)/splice ask "$(QUESTION)"
 
-# Reproduce the shipped adapter (training/adapter): probe, data, LoRA SFT, merge.
-# About 1.5-2 hours on a 2-core CPU (the SFT: 182 steps of 25-40 s); minutes on a GPU.
+# Reproduce the shipped adapter (training/adapter): probe, data, LoRA SFT, merge,
+# then its abstention threshold, chosen on the reading corpus's dev split.
+# About 2-2.5 hours on a 2-core CPU (the SFT: 182 steps of 25-40 s); minutes on a GPU.
+DEV_SETS = reading-answerable-dev reading-unanswerable-dev reading-removed-dev
 train: prepare
 	$(BIN)/splice probe kb-train trivia-train --out runs/probe.jsonl
 	$(BIN)/splice train data --probe runs/probe.jsonl --out runs/train-data
 	$(BIN)/splice train sft --data runs/train-data/train.jsonl --out runs/sft --ship
+	$(BIN)/splice prepare
+	rm -rf runs/train-dev  # a stale run would be resumed with the old weights' answers
+	$(BIN)/splice eval run $(DEV_SETS) --condition tools --limit 150 \
+	    --confidence-samples 5 --out runs/train-dev
+	$(BIN)/splice eval calibrate runs/train-dev --target 0.15 --save training/adapter
 	$(BIN)/splice prepare
 
 lint: install

@@ -268,7 +268,10 @@ def sft(
         from training.sft import ship_adapter
 
         dest = ship_adapter(result.adapter, out_dir / "train_log.json", adapter_home())
-        out.print(f"shipped to {dest}: run `splice prepare` to merge it")
+        out.print(
+            f"shipped to {dest}: run `splice prepare` to merge it, then calibrate its "
+            "threshold on dev (`splice eval calibrate RUN --save` it there; see `make train`)"
+        )
     else:
         out.print(f"try it: splice prepare --adapter {result.adapter}")
 
