@@ -24,6 +24,7 @@ __all__ = [
     "auroc",
     "Threshold",
     "at_threshold",
+    "withhold_below",
     "choose_threshold",
     "cohen_kappa",
     "mean_interval",
@@ -272,17 +273,34 @@ class Threshold(BaseModel):
     n: int
 
 
+def withhold_below(
+    records: Sequence[dict[str, Any]], threshold: float, key: str = "confidence"
+) -> list[dict[str, Any]]:
+    """The records as ``abstain_below=threshold`` would have left them: an answer
+    scored under it becomes an abstention, its own grade kept as ``withheld_grade``
+    (and one withheld at a higher threshold comes back). Unscored answers stay."""
+    out = []
+    for r in records:
+        grade = r.get("withheld_grade") or r["grade"]
+        score = r.get(key)
+        if grade not in ("CORRECT", "INCORRECT") or score is None:
+            out.append(r)
+        elif float(score) < threshold:
+            out.append({**r, "grade": "NOT_ATTEMPTED", "withheld_grade": grade})
+        else:
+            out.append({k: v for k, v in r.items() if k != "withheld_grade"} | {"grade": grade})
+    return out
+
+
 def at_threshold(
     records: Sequence[dict[str, Any]], threshold: float, key: str = "confidence"
 ) -> Threshold | None:
-    """The rates had every answer scored under ``threshold`` been withheld (as
-    ``abstain_below`` does); None without graded records."""
-    graded = [r for r in records if (r.get("withheld_grade") or r["grade"]) in GRADES]
+    """The rates had ``abstain_below=threshold`` been set; None without graded records."""
+    graded = [r["grade"] for r in withhold_below(records, threshold, key) if r["grade"] in GRADES]
     if not graded:
         return None
-    kept = [g for s, g in _attempted(graded, key) if s >= threshold]
     n = len(graded)
-    right, wrong = kept.count("CORRECT"), kept.count("INCORRECT")
+    right, wrong = graded.count("CORRECT"), graded.count("INCORRECT")
     return Threshold(
         threshold=threshold,
         correct=right / n,

@@ -13,7 +13,14 @@ from agent.errors import ConfigError
 from agent.sdk import Agent
 from agent.tools import InMemoryRetriever, Passage
 from agent.trace import AnswerStep, ConfidenceStep
-from evals.metrics import at_threshold, auroc, choose_threshold, risk_coverage, score_key
+from evals.metrics import (
+    at_threshold,
+    auroc,
+    choose_threshold,
+    risk_coverage,
+    score_key,
+    withhold_below,
+)
 from serving.scripted import ScriptedEngine
 
 PARIS = Passage(id="fr", title="France", text="The capital of France is Paris.", source="kb")
@@ -168,6 +175,13 @@ def test_at_threshold_matches_what_abstain_below_would_do() -> None:
     assert raw is not None and (raw.correct, raw.hallucinated) == (1 / 3, 1 / 3)
     assert strict is not None and (strict.correct, strict.hallucinated) == (1 / 3, 0.0)
     assert at_threshold([], 0.5) is None
+    # The records themselves, as the threshold leaves them (for the quality bar):
+    # a lower threshold than the run's gives a withheld answer back.
+    withheld = withhold_below(records, 0.8)
+    assert [r["grade"] for r in withheld] == ["CORRECT", "NOT_ATTEMPTED", "NOT_ATTEMPTED"]
+    assert withheld[1]["withheld_grade"] == "INCORRECT" and "withheld_grade" not in withheld[0]
+    back = withhold_below(withheld, 0.5)
+    assert [r["grade"] for r in back] == ["CORRECT", "INCORRECT", "NOT_ATTEMPTED"]
 
 
 def _run_dir(tmp_path: Path) -> Path:

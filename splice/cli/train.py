@@ -291,9 +291,18 @@ def report(
         Optional[Path],
         typer.Option("--out", "-o", help="Markdown to write (default: RUN/quality.md)."),
     ] = None,
+    abstain_below: Annotated[
+        Optional[float],
+        typer.Option(
+            "--abstain-below",
+            help="Score the run as this threshold would have left it (needs confidence).",
+        ),
+    ] = None,
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
+    from agent.errors import ConfigError
     from evals.kb import read_rows
+    from evals.metrics import withhold_below
     from evals.records import read_records
     from training.data import read_probe
     from training.quality import quality_bar, render_bar
@@ -303,8 +312,17 @@ def report(
             raise typer.BadParameter(f"{p} does not exist")
     labels = {k: v["label"] for k, v in read_probe(base_probe).items()}
     chat_rows = read_rows(chat, ("id", "searches"))
-    rows = quality_bar(read_records(run_dir / "records.jsonl"), labels, chat_rows)
-    text = render_bar(rows, f"Quality bar: {run_dir.name}")
+    records = read_records(run_dir / "records.jsonl")
+    title = f"Quality bar: {run_dir.name}"
+    if abstain_below is not None:
+        if not any(r.get("confidence") is not None for r in records):
+            raise ConfigError(
+                f"{run_dir} has no confidence scores: run it with --confidence-samples 5"
+            )
+        records = withhold_below(records, abstain_below)
+        title += f", --abstain-below {abstain_below:g}"
+    rows = quality_bar(records, labels, chat_rows)
+    text = render_bar(rows, title)
     dest = out_path or run_dir / "quality.md"
     dest.write_text(text)
     out.print(text)
