@@ -72,6 +72,7 @@ def test_wheel_holds_data_and_adapter(wheel: Path) -> None:
         "evals/data/chat.jsonl",
         "training/adapter/adapter_model.safetensors",
         "training/adapter/adapter_config.json",
+        "training/adapter/splice_calibration.json",
         "splice/cli/__init__.py",
     ):
         assert needed in names
