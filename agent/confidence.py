@@ -14,9 +14,11 @@ a dev split for a target hallucination rate (``splice eval calibrate``).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import string
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +29,8 @@ __all__ = [
     "CALIBRATION_FILE",
     "Calibration",
     "ConfidenceConfig",
+    "Score",
+    "token_probability",
     "normalize_answer",
     "agreement",
     "answer_start",
@@ -41,7 +45,14 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
 
+Score = Literal["agreement", "logprob"]
+"""``agreement``: the share of resampled answers that agree (costs the samples);
+``logprob``: the geometric-mean probability of the ids the model sampled on its way
+to the answer, exp(mean token logprob), free."""
+
+
 class ConfidenceConfig(BaseModel):
+    score: Score = "agreement"
     samples: int = Field(0, ge=0, description="Resampled answers per answer; 0 = off.")
     temperature: float = Field(0.7, gt=0.0)
     max_tokens: int = Field(32, ge=1, description="Ids per resampled answer.")
@@ -51,7 +62,7 @@ class ConfidenceConfig(BaseModel):
 
     @property
     def enabled(self) -> bool:
-        return self.samples > 0
+        return self.samples > 0 or self.score == "logprob"
 
 
 class Calibration(BaseModel):
@@ -60,7 +71,8 @@ class Calibration(BaseModel):
     was measured on: shipping a new adapter drops the old file."""
 
     abstain_below: float = Field(ge=0.0, le=1.0)
-    confidence_samples: int = Field(5, ge=1)
+    score: Score = Field("agreement", description="Chosen on dev by AUROC.")
+    confidence_samples: int = Field(5, ge=0)
     target: float = Field(ge=0.0, le=1.0, description="Hallucination rate aimed at on dev.")
     dev_run: str = Field(description="The run it was chosen on.")
     dev: dict[str, float | int] = Field(
@@ -84,6 +96,11 @@ def agreement(answer: str, samples: Sequence[str]) -> float:
         n = normalize_answer(s)
         same += bool(n) and (n == a or n in a or a in n)
     return same / len(samples)
+
+
+def token_probability(logprobs: Sequence[float]) -> float | None:
+    """exp(mean logprob) of the sampled ids: 1 when the model never hesitated."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
 
 
 def answer_start(ids: Sequence[int], prefix: Sequence[int]) -> int | None:

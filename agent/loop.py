@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from agent.engine import Engine, SamplingParams
 
-from .confidence import ConfidenceConfig, answer_start, self_agreement
+from .confidence import ConfidenceConfig, answer_start, self_agreement, token_probability
 from .protocols.base import ABSTENTION, Protocol, ToolCall, is_abstention
 from .support import supporting
 from .tools import Passage, Tool, ToolError
@@ -238,7 +238,10 @@ async def run_trajectory(
     ``prefill`` ids are appended to the prompt as inserted ids (for example the
     ``<search>`` id, to make an untuned model search).
     """
-    run = _Run(engine, protocol, tools or {}, sampling or SamplingParams(), budgets or Budgets())
+    sampling = sampling or SamplingParams()
+    if confidence is not None and confidence.score == "logprob" and sampling.logprobs is None:
+        sampling = sampling.model_copy(update={"logprobs": 0})
+    run = _Run(engine, protocol, tools or {}, sampling, budgets or Budgets())
     t_start = time.perf_counter()
     run.ids = list(prompt_ids)
     run.insert(prefill)
@@ -303,13 +306,18 @@ async def run_trajectory(
     score: float | None = None
     withheld: str | None = None
     start = answer_start(run.ids, protocol.answer_prefix_ids())
-    if confidence is not None and confidence.enabled and not abstained and start is not None:
-        score, samples = await self_agreement(
-            engine, protocol, run.ids[:start], text, confidence, seed=run.sampling.seed or 0
-        )
-        run.trace.append(ConfidenceStep(score=score, samples=samples))
-        if confidence.abstain_below is not None and score < confidence.abstain_below:
-            withheld, text, abstained = text, ABSTENTION, True
+    if confidence is not None and confidence.enabled and not abstained:
+        samples: list[str] = []
+        if confidence.score == "logprob":
+            score = token_probability(run.logprobs)
+        elif start is not None:
+            score, samples = await self_agreement(
+                engine, protocol, run.ids[:start], text, confidence, seed=run.sampling.seed or 0
+            )
+        if score is not None:
+            run.trace.append(ConfidenceStep(score=score, samples=samples))
+            if confidence.abstain_below is not None and score < confidence.abstain_below:
+                withheld, text, abstained = text, ABSTENTION, True
     run.trace.append(AnswerStep(text=text, abstained=abstained, forced=forced, withheld=withheld))
     mean_lp = sum(run.logprobs) / len(run.logprobs) if run.logprobs else None
     yield AnswerEvent(

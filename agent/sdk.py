@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from .confidence import ConfidenceConfig
+from .confidence import ConfidenceConfig, Score
 from .engine import Engine, SamplingParams
 from .loop import Budgets, run_trajectory
 from .protocols import Message, Protocol, get_protocol
@@ -55,10 +55,13 @@ class Agent:
         use_tools: bool = True,
         confidence_samples: int = 0,
         abstain_below: float | None = None,
+        confidence_score: Score = "agreement",
     ) -> None:
         """``confidence_samples`` > 0 scores every answer by self-agreement
         (:mod:`agent.confidence`); ``abstain_below`` then turns answers scored lower
-        into "I don't know" (it implies 5 samples when none are asked for; 0 = off)."""
+        into "I don't know" (it implies 5 samples when none are asked for; 0 = off).
+        ``confidence_score="logprob"`` scores by the sampled ids' geometric-mean
+        probability instead: no samples needed."""
         self.engine = engine
         self.tools = {t.name: t for t in map(_as_tool, tools)}
         self.protocol = (
@@ -68,9 +71,11 @@ class Agent:
         self.sampling = sampling or SamplingParams()
         self.budgets = budgets or Budgets()
         self.use_tools = use_tools
-        if abstain_below and confidence_samples == 0:
+        if abstain_below and confidence_samples == 0 and confidence_score == "agreement":
             confidence_samples = 5
-        self.confidence = ConfidenceConfig(samples=confidence_samples, abstain_below=abstain_below)
+        self.confidence = ConfidenceConfig(
+            score=confidence_score, samples=confidence_samples, abstain_below=abstain_below
+        )
 
     # -- prompts -------------------------------------------------------------
 

@@ -137,7 +137,8 @@ class Answer(BaseModel):
     """Per token of ``token_ids``: True where sampled, False where inserted."""
     mean_logprob: float | None = None
     confidence: float | None = None
-    """Self-agreement of the answer (``agent.confidence``), when asked for."""
+    """The answer's confidence score (``agent.confidence``: self-agreement, or the
+    sampled ids' geometric-mean probability), when asked for."""
     seconds: float = 0.0
 
     @property

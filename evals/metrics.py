@@ -7,6 +7,7 @@ counted apart and never folded into the three) and ``answerable``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "Threshold",
     "at_threshold",
     "withhold_below",
+    "with_score",
     "choose_threshold",
     "cohen_kappa",
     "mean_interval",
@@ -271,6 +273,22 @@ class Threshold(BaseModel):
     hallucinated: float
     abstained: float
     n: int
+
+
+def with_score(records: Sequence[dict[str, Any]], score: str) -> list[dict[str, Any]]:
+    """The records with ``score`` set to the named confidence: ``agreement`` (the
+    recorded self-agreement) or ``logprob`` (exp of the mean token logprob, the
+    sampled ids' geometric-mean probability, as the agent computes it)."""
+    if score not in ("agreement", "logprob"):
+        raise ValueError(f"unknown score {score!r}: agreement or logprob")
+    out = []
+    for r in records:
+        lp = r.get("answer_logprob")
+        value = (
+            r.get("confidence") if score == "agreement" else (None if lp is None else math.exp(lp))
+        )
+        out.append({**r, "score": value})
+    return out
 
 
 def withhold_below(

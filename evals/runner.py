@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent.confidence import Score
 from agent.engine import Engine, SamplingParams
 from agent.errors import ConfigError, SpliceError
 from agent.loop import Budgets
@@ -70,6 +71,8 @@ class EvalConfig(BaseModel):
     """Score each answer by self-agreement of this many resamples (0 = off)."""
     abstain_below: float | None = None
     """Abstain when the confidence is lower (implies 5 samples when none are set)."""
+    confidence_score: Score = "agreement"
+    """What ``abstain_below`` compares: self-agreement, or the token probability."""
 
     @property
     def needs_index(self) -> bool:
@@ -209,9 +212,12 @@ def manifest_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What a resume would change: settings, dataset contents or the model, by name."""
     out = []
     old_cfg, new_cfg = old.get("config", {}), new.get("config", {})
+    # A setting added since the old run was made is the default it ran with.
+    defaults = {k: f.default for k, f in EvalConfig.model_fields.items()}
     for key in sorted(set(old_cfg) | set(new_cfg)):
-        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
-            out.append(f"{key} {old_cfg.get(key)!r} → {new_cfg.get(key)!r}")
+        was, now = old_cfg.get(key, defaults.get(key)), new_cfg.get(key, defaults.get(key))
+        if key not in RESUMABLE_CHANGES and was != now:
+            out.append(f"{key} {was!r} → {now!r}")
     if old.get("model") != new.get("model"):
         out.append(f"model {old.get('model')!r} → {new.get('model')!r}")
     old_ds, new_ds = old.get("datasets", {}), new.get("datasets", {})
@@ -268,6 +274,7 @@ class QuestionRunner:
                 budgets=Budgets(max_segment_tokens=cfg.max_tokens),
                 use_tools=c != "closed-book",
                 confidence_samples=cfg.confidence_samples,
+                confidence_score=cfg.confidence_score,
                 abstain_below=cfg.abstain_below,
             )
             for c in cfg.conditions

@@ -27,9 +27,18 @@ Handler = Callable[[list[int], SamplingParams], Sequence[int] | Awaitable[Sequen
 
 class ScriptedEngine(Engine):
     def __init__(
-        self, handler: Handler, tokenizer: Any, *, max_model_len: int = 2048, delay_s: float = 0.0
+        self,
+        handler: Handler,
+        tokenizer: Any,
+        *,
+        max_model_len: int = 2048,
+        delay_s: float = 0.0,
+        token_logprob: float = 0.0,
     ) -> None:
+        """``token_logprob``: what every emitted id reports when logprobs are asked
+        for (a script has no distribution; set it to test a logprob score)."""
         self.handler = handler
+        self.token_logprob = token_logprob
         self._tok = tokenizer
         self.max_model_len = max_model_len
         self.model = "scripted"
@@ -59,7 +68,11 @@ class ScriptedEngine(Engine):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             n += 1
-            yield GenerationChunk(token_ids=[t], text=self._tok.decode([t]))
+            yield GenerationChunk(
+                token_ids=[t],
+                text=self._tok.decode([t]),
+                logprobs=None if params.logprobs is None else [self.token_logprob],
+            )
             emitted.append(t)
             if t in params.stop_token_ids:
                 finish, stop_id = "stop", t

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import training
 from agent import Agent, Engine, InMemoryRetriever, Passage, Retriever
-from agent.confidence import Calibration
+from agent.confidence import Calibration, Score
 from agent.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from agent.protocols.splice import SPECIAL_TOKENS
 from agent.settings import WebSettings, load, splice_home
@@ -201,8 +201,13 @@ def default_agent(
     The model's calibrated ``abstain_below`` applies unless one is given (0 = off)."""
     if retriever is None:
         retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
-    kwargs["confidence_samples"], kwargs["abstain_below"] = calibrated(
-        None, kwargs.get("confidence_samples", 0), kwargs.get("abstain_below")
+    kwargs.update(
+        calibrated(
+            None,
+            kwargs.get("confidence_samples", 0),
+            kwargs.get("abstain_below"),
+            kwargs.get("confidence_score"),
+        )
     )
     return Agent(VLLMEngine.start(), [retriever, *tools], **kwargs)
 
@@ -215,15 +220,28 @@ def model_calibration(model: str | Path | None) -> Calibration | None:
 
 
 def calibrated(
-    model: str | Path | None, confidence_samples: int, abstain_below: float | None
-) -> tuple[int, float | None]:
-    """(samples, threshold) to run with: what was asked, else the model's calibration."""
+    model: str | Path | None,
+    confidence_samples: int,
+    abstain_below: float | None,
+    confidence_score: Score | None = None,
+) -> dict[str, Any]:
+    """The Agent's confidence settings: what was asked, else the model's calibration
+    (``confidence_samples``, ``abstain_below``, ``confidence_score`` keywords)."""
+    asked = {
+        "confidence_samples": confidence_samples,
+        "abstain_below": abstain_below,
+        "confidence_score": confidence_score or "agreement",
+    }
     if abstain_below is not None:
-        return confidence_samples, abstain_below
+        return asked
     cal = model_calibration(model)
     if cal is None:
-        return confidence_samples, None
-    return max(confidence_samples, cal.confidence_samples), cal.abstain_below
+        return asked
+    return {
+        "confidence_samples": max(confidence_samples, cal.confidence_samples),
+        "abstain_below": cal.abstain_below,
+        "confidence_score": confidence_score or cal.score,
+    }
 
 
 @asynccontextmanager

@@ -208,7 +208,18 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
     (model / "adapter_config.json").write_text("{}")
     before = adapter_digest(model)
     result = CliRunner().invoke(
-        app, ["eval", "calibrate", str(run), "--target", "0", "--save", str(model)]
+        app,
+        [
+            "eval",
+            "calibrate",
+            str(run),
+            "--target",
+            "0",
+            "--score",
+            "agreement",
+            "--save",
+            str(model),
+        ],
     )
     assert result.exit_code == 0, result.output
     cal = read_calibration(model)
@@ -216,12 +227,18 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
     assert cal.dev["hallucinated"] == 0.0 and cal.dev_run == "dev"
     assert adapter_digest(model) != before  # a new threshold re-prepares the model
     # What ask, chat and serve run with: the model's threshold, unless told (0 = off).
-    assert calibrated(str(model), 0, None) == (3, 0.8)
-    assert calibrated(str(model), 0, 0.0) == (0, 0.0)
-    assert calibrated(str(tmp_path), 0, None) == (0, None)
+    assert calibrated(str(model), 0, None) == {
+        "confidence_samples": 3,
+        "abstain_below": 0.8,
+        "confidence_score": "agreement",
+    }
+    assert calibrated(str(model), 0, 0.0)["abstain_below"] == 0.0
+    assert calibrated(str(tmp_path), 0, None)["abstain_below"] is None
     # --at applies a threshold chosen elsewhere, per dataset.
     shown = CliRunner().invoke(
-        app, ["eval", "calibrate", str(run), "--at", "0.7"], terminal_width=80
+        app,
+        ["eval", "calibrate", str(run), "--at", "0.7", "--score", "agreement"],
+        terminal_width=80,
     )
     assert shown.exit_code == 0 and "66.7→66.7" in shown.output and "33.3→0.0" in shown.output
     both = CliRunner().invoke(
@@ -238,3 +255,52 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
     (tmp_path / "shipped" / CALIBRATION_FILE).write_text("{}")
     ship_adapter(model, tmp_path / "log.json", tmp_path / "shipped")
     assert not (tmp_path / "shipped" / CALIBRATION_FILE).exists()
+
+
+async def test_the_logprob_score_needs_no_samples_and_withholds_below_it(tokenizer) -> None:
+    """``logprob``: exp(mean logprob) of the sampled ids, asked of the engine even when
+    the caller's sampling did not ask, with no resampling."""
+    import math
+
+    def engine(logprob: float) -> ScriptedEngine:
+        script = [
+            tokenizer.encode(s, add_special_tokens=False)
+            for s in ("<search> capital of France </search>", "<answer> Paris </answer>")
+        ]
+        return ScriptedEngine(
+            lambda p, s: script.pop(0) if script else [], tokenizer, token_logprob=logprob
+        )
+
+    sure = engine(-0.05)
+    answer = await Agent(
+        sure, [InMemoryRetriever([PARIS])], confidence_score="logprob", abstain_below=0.9
+    ).aask("What is the capital of France?")
+    assert answer.text == "Paris" and abs(answer.confidence - math.exp(-0.05)) < 1e-9
+    assert len(sure.requests) == 2 and all(p.logprobs == 0 for _, p in sure.requests)
+    unsure = await Agent(
+        engine(-0.5), [InMemoryRetriever([PARIS])], confidence_score="logprob", abstain_below=0.9
+    ).aask("What is the capital of France?")
+    assert unsure.abstained and unsure.withheld == "Paris"
+
+
+def test_calibrate_picks_the_score_with_the_higher_auroc(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from splice.cli import app
+
+    run = tmp_path / "dev"
+    run.mkdir()
+    # Agreement ranks these badly, the token probability perfectly.
+    records = [
+        _rec("CORRECT", 0.2, answer_logprob=-0.1),
+        _rec("CORRECT", 0.4, answer_logprob=-0.2),
+        _rec("INCORRECT", 0.8, answer_logprob=-1.5),
+        _rec("INCORRECT", 0.6, answer_logprob=-2.0),
+    ]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = CliRunner().invoke(app, ["eval", "calibrate", str(run), "--target", "0"])
+    assert result.exit_code == 0, result.output
+    assert "score: logprob" in result.output
+    assert "--abstain-below 0.819 --confidence-score logprob" in result.output  # exp(-0.2)
+    at = CliRunner().invoke(app, ["eval", "calibrate", str(run), "--at", "0.5"])
+    assert isinstance(at.exception, ConfigError) and "--score" in str(at.exception)

@@ -85,12 +85,9 @@ async def test_a_plain_call_gives_the_sdk_answer(
     from splice.defaults import calibrated, close_retriever
 
     # The server runs with the model's calibrated threshold, as `splice serve` does.
-    samples, abstain_below = calibrated(str(model_dir), 0, None)
     retriever = IndexRetriever.open(kb_index)
     try:
-        agent = Agent(
-            vllm_engine, [retriever], confidence_samples=samples, abstain_below=abstain_below
-        )
+        agent = Agent(vllm_engine, [retriever], **calibrated(str(model_dir), 0, None))
         expected = await agent.aask(QUESTION)
     finally:
         await close_retriever(retriever)

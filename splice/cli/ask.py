@@ -24,6 +24,7 @@ from .common import (
     PassagesOpt,
     ProtocolOpt,
     SamplesOpt,
+    ScoreOpt,
     SegmentOpt,
     TempOpt,
     TPOpt,
@@ -58,15 +59,25 @@ async def agent_session(
     max_tokens: int = 256,
     confidence_samples: int = 0,
     abstain_below: float | None = None,
+    confidence_score: str | None = None,
 ) -> AsyncIterator[Any]:
     """The retriever the options ask for, an engine, an Agent over both; all closed after."""
     from agent import Agent, Budgets, SamplingParams
+    from agent.errors import ConfigError
     from splice.defaults import calibrated, close_retriever, open_retriever
 
-    if url is None:  # a served model's directory is not ours to read
-        confidence_samples, abstain_below = calibrated(
-            config.model, confidence_samples, abstain_below
-        )
+    if confidence_score not in (None, "agreement", "logprob"):
+        raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
+    confidence = (
+        # a served model's directory is not ours to read
+        calibrated(config.model, confidence_samples, abstain_below, confidence_score)
+        if url is None
+        else {
+            "confidence_samples": confidence_samples,
+            "abstain_below": abstain_below,
+            "confidence_score": confidence_score or "agreement",
+        }
+    )
 
     retriever = None
     if not no_tools:
@@ -87,8 +98,7 @@ async def agent_session(
                 sampling=SamplingParams(temperature=temperature),
                 budgets=Budgets(max_segment_tokens=max_tokens),
                 use_tools=not no_tools,
-                confidence_samples=confidence_samples,
-                abstain_below=abstain_below,
+                **confidence,
             )
     finally:
         await close_retriever(retriever)
@@ -116,6 +126,7 @@ def ask(
     temperature: TempOpt = 0.0,
     confidence_samples: SamplesOpt = 0,
     abstain_below: AbstainOpt = None,
+    confidence_score: ScoreOpt = None,
     max_model_len: MaxLenOpt = 4096,
     dtype: DtypeOpt = None,
     kv_cache_gib: KVOpt = None,
@@ -150,6 +161,7 @@ def ask(
             max_tokens=max_tokens,
             confidence_samples=confidence_samples,
             abstain_below=abstain_below,
+            confidence_score=confidence_score,
         ) as agent:
             prefill = agent.protocol.prompt_prefill_ids("search") if search_first else []
             answer = None

@@ -43,6 +43,7 @@ __all__ = [
     "JsonOutOpt",
     "SamplesOpt",
     "AbstainOpt",
+    "ScoreOpt",
     "RayOpt",
     "ReplicasOpt",
     "ReplicaCpusOpt",
@@ -131,6 +132,15 @@ AbstainOpt = Annotated[
         "--abstain-below",
         help='Say "I don\'t know" when the confidence is lower (0-1; 0 = off). '
         "Default: the model's calibrated threshold, if it has one.",
+    ),
+]
+ScoreOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--confidence-score",
+        help="What --abstain-below compares: agreement (of resampled answers) or "
+        "logprob (the sampled ids' probability; free). Default: the model's, else "
+        "agreement.",
     ),
 ]
 RayOpt = Annotated[

@@ -124,6 +124,10 @@ def run(
             "so the run measures the model itself; `splice eval calibrate` chooses one.",
         ),
     ] = None,
+    confidence_score: Annotated[
+        str,
+        typer.Option(help="What --abstain-below compares: agreement or logprob."),
+    ] = "agreement",
     ray: RayOpt = None,
     replicas: ReplicasOpt = 2,
     replica_cpus: ReplicaCpusOpt = 1,
@@ -142,6 +146,8 @@ def run(
     from evals.runner import EvalConfig, run_eval
     from splice.defaults import close_retriever
 
+    if confidence_score not in ("agreement", "logprob"):
+        raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
     cfg = EvalConfig(
         datasets=datasets,
         conditions=[c.strip() for c in condition.split(",") if c.strip()],
@@ -160,6 +166,7 @@ def run(
         model=model or url or "",
         confidence_samples=confidence_samples,
         abstain_below=abstain_below,
+        confidence_score=confidence_score,
     )
     cfg.check()
     if ray is not None:
@@ -351,6 +358,12 @@ def calibrate(
     dataset: Annotated[
         Optional[list[str]], typer.Option(help="Only these datasets (default: all).")
     ] = None,
+    score: Annotated[
+        str,
+        typer.Option(
+            help="agreement, logprob, or auto: the one with the higher AUROC on this run."
+        ),
+    ] = "auto",
     at: Annotated[
         Optional[float],
         typer.Option(help="Apply this threshold instead (a test run: no choosing on it)."),
@@ -358,58 +371,74 @@ def calibrate(
     save: Annotated[
         Optional[Path],
         typer.Option(
-            help="Write the chosen threshold into this model or adapter directory, "
-            "as its default for ask, chat and serve."
+            help="Write the chosen score and threshold into this model or adapter "
+            "directory, as its default for ask, chat and serve."
         ),
     ] = None,
 ) -> None:
-    """Choose --abstain-below for a target hallucination rate, from a dev run.
+    """Choose a confidence score and --abstain-below for a hallucination target, from
+    a dev run.
 
-    The run must carry confidence scores (`splice eval run --confidence-samples N`).
-    With --at, show what a threshold already chosen does on this run, per dataset."""
+    Self-agreement needs a run with `--confidence-samples N`; the token probability
+    (logprob) is in every run. With --at, show what a threshold already chosen (and
+    its --score) does on this run, per dataset."""
     from agent.confidence import CALIBRATION_FILE, Calibration
     from agent.errors import ConfigError
-    from evals.metrics import auroc, choose_threshold
+    from evals.metrics import auroc, choose_threshold, with_score
     from evals.report import load_run
 
+    if score not in ("auto", "agreement", "logprob"):
+        raise ConfigError(f"--score {score}: use agreement, logprob or auto")
     if at is not None and save is not None:
         raise ConfigError("--save records a threshold chosen on this run: drop --at")
+    if at is not None and score == "auto":
+        raise ConfigError(
+            "--at needs the score its threshold was chosen for: --score agreement|logprob"
+        )
     if save is not None and not save.is_dir():
         raise ConfigError(f"--save {save}: not a directory (give a model or adapter directory)")
     records, manifest = load_run(run_dir)
     if dataset:
         records = [r for r in records if r["dataset"] in dataset]
-    if not any(r.get("confidence") is not None for r in records):
-        raise ConfigError(f"{run_dir} has no confidence scores: run it with --confidence-samples 5")
-    a = auroc(records, "confidence")
-    lp = auroc(records, "answer_logprob")
+    aurocs = {s: auroc(with_score(records, s), "score") for s in ("agreement", "logprob")}
     out.print(
-        f"AUROC, correct vs hallucinated: self-agreement "
-        f"{'–' if a is None else f'{a:.3f}'}, mean token logprob "
-        f"{'–' if lp is None else f'{lp:.3f}'} ({len(records)} records)"
+        "AUROC, correct vs hallucinated: self-agreement "
+        + ("–" if aurocs["agreement"] is None else f"{aurocs['agreement']:.3f}")
+        + ", token probability (logprob) "
+        + ("–" if aurocs["logprob"] is None else f"{aurocs['logprob']:.3f}")
+        + f" ({len(records)} records)"
     )
+    if score == "auto":
+        score = max(aurocs, key=lambda s: -1.0 if aurocs[s] is None else aurocs[s])
+        out.print(f"score: {score} (the higher AUROC)")
+    scored = with_score(records, score)
+    if not any(r["score"] is not None for r in scored):
+        hint = "--confidence-samples 5" if score == "agreement" else "the current splice"
+        raise ConfigError(f"{run_dir} has no {score} scores: run it with {hint}")
     if at is not None:
-        _print_at(records, at)
+        _print_at(scored, at)
         return
-    chosen = choose_threshold(records, target)
+    chosen = choose_threshold(scored, target, key="score")
     if chosen is None:
         raise ConfigError(f"no threshold reaches {target:.0%} hallucinated on {run_dir}")
     out.print(
-        f"--abstain-below {chosen.threshold:.2f}: correct {100 * chosen.correct:.1f}%, "
-        f"hallucinated {100 * chosen.hallucinated:.1f}%, abstained "
-        f"{100 * chosen.abstained:.1f}% (n={chosen.n})"
+        f"--abstain-below {chosen.threshold:.3g} --confidence-score {score}: correct "
+        f"{100 * chosen.correct:.1f}%, hallucinated {100 * chosen.hallucinated:.1f}%, "
+        f"abstained {100 * chosen.abstained:.1f}% (n={chosen.n})"
     )
     if save is not None:
+        samples = int(manifest.get("config", {}).get("confidence_samples") or 5)
         cal = Calibration(
             abstain_below=round(chosen.threshold, 4),
-            confidence_samples=int(manifest.get("config", {}).get("confidence_samples") or 5),
+            score=score,
+            confidence_samples=samples if score == "agreement" else 0,
             target=target,
             dev_run=run_dir.name,
             dev={
                 "correct": round(chosen.correct, 4),
                 "hallucinated": round(chosen.hallucinated, 4),
                 "abstained": round(chosen.abstained, 4),
-                **({"auroc": round(a, 4)} if a is not None else {}),
+                **({"auroc": round(a, 4)} if (a := aurocs[score]) is not None else {}),
                 "n": chosen.n,
             },
         )
@@ -424,7 +453,7 @@ def _print_at(records: list[dict], threshold: float) -> None:
     from evals.metrics import at_threshold
 
     t = Table(
-        title=f"--abstain-below {threshold:.2f}, % before→after",
+        title=f"--abstain-below {threshold:.3g}, % before→after",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -437,7 +466,7 @@ def _print_at(records: list[dict], threshold: float) -> None:
     for r in records:
         groups.setdefault((r["dataset"], r["condition"]), []).append(r)
     for (ds, cond), rs in sorted(groups.items()):
-        raw, after = at_threshold(rs, 0.0), at_threshold(rs, threshold)
+        raw, after = at_threshold(rs, 0.0, "score"), at_threshold(rs, threshold, "score")
         if raw is None or after is None:
             continue
         t.add_row(

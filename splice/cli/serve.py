@@ -22,6 +22,7 @@ from .common import (
     ReplicaCpusOpt,
     ReplicaGpusOpt,
     SamplesOpt,
+    ScoreOpt,
     SegmentOpt,
     TempOpt,
     TPOpt,
@@ -65,6 +66,7 @@ def serve(
     temperature: TempOpt = 0.0,
     confidence_samples: SamplesOpt = 0,
     abstain_below: AbstainOpt = None,
+    confidence_score: ScoreOpt = None,
     max_model_len: MaxLenOpt = 4096,
     dtype: DtypeOpt = None,
     kv_cache_gib: KVOpt = None,
@@ -111,6 +113,7 @@ def serve(
             max_tokens=max_tokens,
             confidence_samples=confidence_samples,
             abstain_below=abstain_below,
+            confidence_score=confidence_score,
         )
 
     server_config = ServerConfig(

@@ -295,14 +295,18 @@ def report(
         Optional[float],
         typer.Option(
             "--abstain-below",
-            help="Score the run as this threshold would have left it (needs confidence).",
+            help="Score the run as this threshold would have left it.",
         ),
     ] = None,
+    confidence_score: Annotated[
+        str,
+        typer.Option(help="What --abstain-below compares: agreement or logprob."),
+    ] = "agreement",
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
     from agent.errors import ConfigError
     from evals.kb import read_rows
-    from evals.metrics import withhold_below
+    from evals.metrics import with_score, withhold_below
     from evals.records import read_records
     from training.data import read_probe
     from training.quality import quality_bar, render_bar
@@ -315,12 +319,13 @@ def report(
     records = read_records(run_dir / "records.jsonl")
     title = f"Quality bar: {run_dir.name}"
     if abstain_below is not None:
-        if not any(r.get("confidence") is not None for r in records):
-            raise ConfigError(
-                f"{run_dir} has no confidence scores: run it with --confidence-samples 5"
-            )
-        records = withhold_below(records, abstain_below)
-        title += f", --abstain-below {abstain_below:g}"
+        if confidence_score not in ("agreement", "logprob"):
+            raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
+        records = with_score(records, confidence_score)
+        if not any(r["score"] is not None for r in records):
+            raise ConfigError(f"{run_dir} has no {confidence_score} scores")
+        records = withhold_below(records, abstain_below, key="score")
+        title += f", --abstain-below {abstain_below:.3g} ({confidence_score})"
     rows = quality_bar(records, labels, chat_rows)
     text = render_bar(rows, title)
     dest = out_path or run_dir / "quality.md"
