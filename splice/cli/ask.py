@@ -32,6 +32,7 @@ from .common import (
     VerboseOpt,
     WebOpt,
     check_fits,
+    check_score,
     err,
     out,
     quiet,
@@ -63,11 +64,9 @@ async def agent_session(
 ) -> AsyncIterator[Any]:
     """The retriever the options ask for, an engine, an Agent over both; all closed after."""
     from agent import Agent, Budgets, SamplingParams
-    from agent.errors import ConfigError
     from splice.defaults import calibrated, close_retriever, open_retriever
 
-    if confidence_score not in (None, "agreement", "logprob"):
-        raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
+    check_score(confidence_score)
     confidence = (
         # a served model's directory is not ours to read
         calibrated(config.model, confidence_samples, abstain_below, confidence_score)

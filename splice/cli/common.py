@@ -44,6 +44,7 @@ __all__ = [
     "SamplesOpt",
     "AbstainOpt",
     "ScoreOpt",
+    "check_score",
     "RayOpt",
     "ReplicasOpt",
     "ReplicaCpusOpt",
@@ -156,6 +157,14 @@ ReplicaGpusOpt = Annotated[float, typer.Option(help="With --ray: GPUs per replic
 JsonOutOpt = Annotated[
     Optional[Path], typer.Option("--out", help="Write the figures as JSON here.")
 ]
+
+
+def check_score(score: str | None) -> None:
+    """A --confidence-score value, named in one line when it is not one we have."""
+    from agent.errors import ConfigError
+
+    if score not in (None, "agreement", "logprob"):
+        raise ConfigError(f"--confidence-score {score}: use agreement or logprob")
 
 
 def quiet(verbose: bool) -> None:

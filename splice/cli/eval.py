@@ -18,6 +18,7 @@ from .common import (
     ReplicaGpusOpt,
     ReplicasOpt,
     SamplesOpt,
+    check_score,
     command_group,
     err,
     out,
@@ -146,8 +147,7 @@ def run(
     from evals.runner import EvalConfig, run_eval
     from splice.defaults import close_retriever
 
-    if confidence_score not in ("agreement", "logprob"):
-        raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
+    check_score(confidence_score)
     cfg = EvalConfig(
         datasets=datasets,
         conditions=[c.strip() for c in condition.split(",") if c.strip()],

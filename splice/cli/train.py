@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import command_group, err, out, progress_bar, quiet, untuned_base
+from .common import check_score, command_group, err, out, progress_bar, quiet, untuned_base
 
 __all__ = ["train_app"]
 
@@ -319,8 +319,7 @@ def report(
     records = read_records(run_dir / "records.jsonl")
     title = f"Quality bar: {run_dir.name}"
     if abstain_below is not None:
-        if confidence_score not in ("agreement", "logprob"):
-            raise ConfigError(f"--confidence-score {confidence_score}: use agreement or logprob")
+        check_score(confidence_score)
         records = with_score(records, confidence_score)
         if not any(r["score"] is not None for r in records):
             raise ConfigError(f"{run_dir} has no {confidence_score} scores")
