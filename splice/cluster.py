@@ -110,10 +110,16 @@ class ReplicaPool:
 
     async def start(self) -> list[int]:
         """Build every replica (each starts its engine); their process ids."""
+        errors = self.ray.exceptions
         try:
             self.pids = list(await asyncio.gather(*(a.setup.remote() for a in self.actors)))
-        except self.ray.exceptions.RayTaskError as exc:
+        except errors.RayTaskError as exc:
             raise _unwrap(exc) from None
+        except errors.RayError as exc:  # killed, for one: Ray's memory monitor, say
+            raise EngineError(
+                f"a replica died while starting its engine ({str(exc).splitlines()[0]}): "
+                "try fewer --replicas, or free memory on the node"
+            ) from None
         return self.pids
 
     async def map(
@@ -133,7 +139,11 @@ class ReplicaPool:
                 job = queue.popleft()
                 try:
                     result = await actor.run.remote(job)
-                except (errors.RayActorError, errors.ActorDiedError) as exc:
+                except (
+                    errors.RayActorError,
+                    errors.ActorDiedError,
+                    errors.OutOfMemoryError,
+                ) as exc:
                     queue.appendleft(job)
                     if i not in self.lost:
                         self.lost.append(i)

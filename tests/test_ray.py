@@ -164,6 +164,23 @@ def test_a_probe_on_ray_matches_a_local_probe(tmp_path: Path, splice_home: Path,
     assert local.count("\n") == 6 and local == on_ray
 
 
+async def _die_while_starting() -> None:
+    os._exit(1)  # as Ray's memory monitor's SIGKILL leaves it: no exception, no reply
+
+
+async def test_a_replica_that_dies_while_starting_is_one_line(ray_address: str):
+    from agent.errors import EngineError
+    from splice.cluster import ReplicaPool
+
+    pool = ReplicaPool(_die_while_starting, replicas=1, per_replica=1)
+    try:
+        with pytest.raises(EngineError, match="died while starting its engine") as info:
+            await pool.start()
+        assert "--replicas" in str(info.value) and "\n" not in str(info.value)
+    finally:
+        await pool.close()
+
+
 def test_ray_missing_is_named_in_one_line(tmp_path: Path):
     # As if the extra were not installed: `import ray` fails.
     code = (
