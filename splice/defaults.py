@@ -235,8 +235,8 @@ def calibrated(
     if abstain_below is not None:
         return asked
     cal = model_calibration(model)
-    if cal is None:
-        return asked
+    if cal is None or confidence_score not in (None, cal.score):
+        return asked  # its threshold means nothing on another score
     return {
         "confidence_samples": max(confidence_samples, cal.confidence_samples),
         "abstain_below": cal.abstain_below,

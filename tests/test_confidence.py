@@ -233,6 +233,7 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
         "confidence_score": "agreement",
     }
     assert calibrated(str(model), 0, 0.0)["abstain_below"] == 0.0
+    assert calibrated(str(model), 0, None, "logprob")["abstain_below"] is None  # not its score
     assert calibrated(str(tmp_path), 0, None)["abstain_below"] is None
     # --at applies a threshold chosen elsewhere, per dataset.
     shown = CliRunner().invoke(
