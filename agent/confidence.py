@@ -18,7 +18,7 @@ import math
 import re
 import string
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,7 @@ __all__ = [
     "Calibration",
     "ConfidenceConfig",
     "Score",
+    "SCORES",
     "token_probability",
     "normalize_answer",
     "agreement",
@@ -49,6 +50,7 @@ Score = Literal["agreement", "logprob"]
 """``agreement``: the share of resampled answers that agree (costs the samples);
 ``logprob``: the geometric-mean probability of the ids the model sampled on its way
 to the answer, exp(mean token logprob), free."""
+SCORES: tuple[str, ...] = get_args(Score)
 
 
 class ConfidenceConfig(BaseModel):
@@ -63,6 +65,11 @@ class ConfidenceConfig(BaseModel):
     @property
     def enabled(self) -> bool:
         return self.samples > 0 or self.score == "logprob"
+
+    @property
+    def may_withhold(self) -> bool:
+        """An answer may still become "I don't know" once scored: a stream must hold it."""
+        return bool(self.abstain_below)
 
 
 class Calibration(BaseModel):

@@ -138,8 +138,10 @@ class _Run:
         prefix = self.protocol.answer_prefix_ids()
         async for chunk in self.engine.generate(self.ids, params):
             visible = "".join(parser.feed(t) for t in chunk.token_ids)
+            # Only the new ids (and a tag split across chunks) can open the answer.
+            since = max(0, len(seg) - len(prefix) + 1)
             seg += chunk.token_ids
-            answering = answering or answer_start(seg, prefix) is not None
+            answering = answering or answer_start(seg[since:], prefix) is not None
             if chunk.logprobs:
                 self.logprobs += chunk.logprobs
             if visible:

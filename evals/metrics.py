@@ -7,12 +7,15 @@ counted apart and never folded into the three) and ``answerable``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
+
+from agent.confidence import SCORES
 
 __all__ = [
     "Interval",
@@ -279,8 +282,8 @@ def with_score(records: Sequence[dict[str, Any]], score: str) -> list[dict[str, 
     """The records with ``score`` set to the named confidence: ``agreement`` (the
     recorded self-agreement) or ``logprob`` (exp of the mean token logprob, the
     sampled ids' geometric-mean probability, as the agent computes it)."""
-    if score not in ("agreement", "logprob"):
-        raise ValueError(f"unknown score {score!r}: agreement or logprob")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}: {' or '.join(SCORES)}")
     out = []
     for r in records:
         lp = r.get("answer_logprob")
@@ -334,14 +337,16 @@ def choose_threshold(
     """The lowest ``abstain_below`` threshold whose hallucination rate, over all graded
     records, is at most ``target`` (an answer below it becomes an abstention). The
     lowest such threshold keeps the most correct answers. None when none reaches it."""
-    scores = {s for s, _ in _attempted(records, key)}
-    for t in sorted({0.0, *scores, 1.01}):
+    candidates = sorted({0.0, *(s for s, _ in _attempted(records, key)), 1.01})
+
+    def reaches(t: float) -> bool:
         rates = at_threshold(records, t, key)
-        if rates is None:
-            return None
-        if rates.hallucinated <= target:
-            return rates
-    return None
+        return rates is not None and rates.hallucinated <= target
+
+    # A higher threshold only withholds more, so the rate never rises: bisect rather
+    # than rescore the records at every distinct score (one per record for logprob).
+    i = bisect.bisect_left(candidates, True, key=reaches)
+    return at_threshold(records, candidates[i], key) if i < len(candidates) else None
 
 
 def risk_coverage(

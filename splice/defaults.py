@@ -203,7 +203,7 @@ def default_agent(
         retriever = IndexRetriever.open(index if index is not None else ensure_kb_index()[0])
     kwargs.update(
         calibrated(
-            None,
+            model_calibration(None),
             kwargs.get("confidence_samples", 0),
             kwargs.get("abstain_below"),
             kwargs.get("confidence_score"),
@@ -220,23 +220,20 @@ def model_calibration(model: str | Path | None) -> Calibration | None:
 
 
 def calibrated(
-    model: str | Path | None,
+    cal: Calibration | None,
     confidence_samples: int,
     abstain_below: float | None,
     confidence_score: Score | None = None,
 ) -> dict[str, Any]:
     """The Agent's confidence settings: what was asked, else the model's calibration
-    (``confidence_samples``, ``abstain_below``, ``confidence_score`` keywords)."""
+    ``cal`` (``confidence_samples``, ``abstain_below``, ``confidence_score`` keywords)."""
     asked = {
         "confidence_samples": confidence_samples,
         "abstain_below": abstain_below,
         "confidence_score": confidence_score or "agreement",
     }
-    if abstain_below is not None:
-        return asked
-    cal = model_calibration(model)
-    if cal is None or confidence_score not in (None, cal.score):
-        return asked  # its threshold means nothing on another score
+    if abstain_below is not None or cal is None or confidence_score not in (None, cal.score):
+        return asked  # told, or no calibration (whose threshold means nothing on another score)
     return {
         "confidence_samples": max(confidence_samples, cal.confidence_samples),
         "abstain_below": cal.abstain_below,

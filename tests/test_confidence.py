@@ -199,7 +199,7 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
     from agent.confidence import CALIBRATION_FILE
     from serving.prepare import adapter_digest, read_calibration
     from splice.cli import app
-    from splice.defaults import calibrated
+    from splice.defaults import calibrated, model_calibration
     from training.sft import ship_adapter
 
     run, model = _run_dir(tmp_path), tmp_path / "model"
@@ -227,14 +227,16 @@ def test_calibrate_saves_a_threshold_that_prepare_and_the_cli_pick_up(tmp_path: 
     assert cal.dev["hallucinated"] == 0.0 and cal.dev_run == "dev"
     assert adapter_digest(model) != before  # a new threshold re-prepares the model
     # What ask, chat and serve run with: the model's threshold, unless told (0 = off).
-    assert calibrated(str(model), 0, None) == {
+    assert calibrated(model_calibration(str(model)), 0, None) == {
         "confidence_samples": 3,
         "abstain_below": 0.8,
         "confidence_score": "agreement",
     }
-    assert calibrated(str(model), 0, 0.0)["abstain_below"] == 0.0
-    assert calibrated(str(model), 0, None, "logprob")["abstain_below"] is None  # not its score
-    assert calibrated(str(tmp_path), 0, None)["abstain_below"] is None
+    assert calibrated(model_calibration(str(model)), 0, 0.0)["abstain_below"] == 0.0
+    assert (
+        calibrated(model_calibration(str(model)), 0, None, "logprob")["abstain_below"] is None
+    )  # not its score
+    assert calibrated(model_calibration(str(tmp_path)), 0, None)["abstain_below"] is None
     # --at applies a threshold chosen elsewhere, per dataset.
     shown = CliRunner().invoke(
         app,

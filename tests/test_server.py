@@ -82,12 +82,14 @@ async def test_a_plain_call_gives_the_sdk_answer(
 ) -> None:
     from agent import Agent
     from retrieval import IndexRetriever
-    from splice.defaults import calibrated, close_retriever
+    from splice.defaults import calibrated, close_retriever, model_calibration
 
     # The server runs with the model's calibrated threshold, as `splice serve` does.
     retriever = IndexRetriever.open(kb_index)
     try:
-        agent = Agent(vllm_engine, [retriever], **calibrated(str(model_dir), 0, None))
+        agent = Agent(
+            vllm_engine, [retriever], **calibrated(model_calibration(str(model_dir)), 0, None)
+        )
         expected = await agent.aask(QUESTION)
     finally:
         await close_retriever(retriever)

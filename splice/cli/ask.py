@@ -64,19 +64,12 @@ async def agent_session(
 ) -> AsyncIterator[Any]:
     """The retriever the options ask for, an engine, an Agent over both; all closed after."""
     from agent import Agent, Budgets, SamplingParams
-    from splice.defaults import calibrated, close_retriever, open_retriever
+    from splice.defaults import calibrated, close_retriever, model_calibration, open_retriever
 
     check_score(confidence_score)
-    confidence = (
-        # a served model's directory is not ours to read
-        calibrated(config.model, confidence_samples, abstain_below, confidence_score)
-        if url is None
-        else {
-            "confidence_samples": confidence_samples,
-            "abstain_below": abstain_below,
-            "confidence_score": confidence_score or "agreement",
-        }
-    )
+    # A served model's directory (--url) is not ours to read.
+    cal = model_calibration(config.model) if url is None else None
+    confidence = calibrated(cal, confidence_samples, abstain_below, confidence_score)
 
     retriever = None
     if not no_tools:

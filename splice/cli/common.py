@@ -44,6 +44,7 @@ __all__ = [
     "SamplesOpt",
     "AbstainOpt",
     "ScoreOpt",
+    "RunScoreOpt",
     "check_score",
     "RayOpt",
     "ReplicasOpt",
@@ -144,6 +145,11 @@ ScoreOpt = Annotated[
         "agreement.",
     ),
 ]
+RunScoreOpt = Annotated[
+    str,
+    typer.Option("--confidence-score", help="What --abstain-below compares: agreement or logprob."),
+]
+"""For commands that measure a run (eval run, train report): the default is fixed."""
 RayOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -161,10 +167,11 @@ JsonOutOpt = Annotated[
 
 def check_score(score: str | None) -> None:
     """A --confidence-score value, named in one line when it is not one we have."""
+    from agent.confidence import SCORES
     from agent.errors import ConfigError
 
-    if score not in (None, "agreement", "logprob"):
-        raise ConfigError(f"--confidence-score {score}: use agreement or logprob")
+    if score is not None and score not in SCORES:
+        raise ConfigError(f"--confidence-score {score}: use {' or '.join(SCORES)}")
 
 
 def quiet(verbose: bool) -> None:

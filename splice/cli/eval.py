@@ -17,6 +17,7 @@ from .common import (
     ReplicaCpusOpt,
     ReplicaGpusOpt,
     ReplicasOpt,
+    RunScoreOpt,
     SamplesOpt,
     check_score,
     command_group,
@@ -125,10 +126,7 @@ def run(
             "so the run measures the model itself; `splice eval calibrate` chooses one.",
         ),
     ] = None,
-    confidence_score: Annotated[
-        str,
-        typer.Option(help="What --abstain-below compares: agreement or logprob."),
-    ] = "agreement",
+    confidence_score: RunScoreOpt = "agreement",
     ray: RayOpt = None,
     replicas: ReplicasOpt = 2,
     replica_cpus: ReplicaCpusOpt = 1,
@@ -382,13 +380,13 @@ def calibrate(
     Self-agreement needs a run with `--confidence-samples N`; the token probability
     (logprob) is in every run. With --at, show what a threshold already chosen (and
     its --score) does on this run, per dataset."""
-    from agent.confidence import CALIBRATION_FILE, Calibration
+    from agent.confidence import CALIBRATION_FILE, SCORES, Calibration
     from agent.errors import ConfigError
     from evals.metrics import auroc, choose_threshold, with_score
     from evals.report import load_run
 
-    if score not in ("auto", "agreement", "logprob"):
-        raise ConfigError(f"--score {score}: use agreement, logprob or auto")
+    if score != "auto" and score not in SCORES:
+        raise ConfigError(f"--score {score}: use {', '.join(SCORES)} or auto")
     if at is not None and save is not None:
         raise ConfigError("--save records a threshold chosen on this run: drop --at")
     if at is not None and score == "auto":
@@ -400,7 +398,7 @@ def calibrate(
     records, manifest = load_run(run_dir)
     if dataset:
         records = [r for r in records if r["dataset"] in dataset]
-    aurocs = {s: auroc(with_score(records, s), "score") for s in ("agreement", "logprob")}
+    aurocs = {s: auroc(with_score(records, s), "score") for s in SCORES}
     out.print(
         "AUROC, correct vs hallucinated: self-agreement "
         + ("–" if aurocs["agreement"] is None else f"{aurocs['agreement']:.3f}")

@@ -33,7 +33,7 @@ async def _turn(chat: ChatSession, text: str, console: Console) -> Answer | None
     answer: Answer | None = None
     streamed = held = False
     # An answer that may be withheld for low confidence is printed once it is scored.
-    hold = bool(chat.agent.confidence.abstain_below)
+    hold = chat.agent.confidence.may_withhold
     async for ev in chat.astream(text):
         if isinstance(ev, TokenEvent) and hold and ev.answer:
             held = True

@@ -10,7 +10,16 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import check_score, command_group, err, out, progress_bar, quiet, untuned_base
+from .common import (
+    RunScoreOpt,
+    check_score,
+    command_group,
+    err,
+    out,
+    progress_bar,
+    quiet,
+    untuned_base,
+)
 
 __all__ = ["train_app"]
 
@@ -298,10 +307,7 @@ def report(
             help="Score the run as this threshold would have left it.",
         ),
     ] = None,
-    confidence_score: Annotated[
-        str,
-        typer.Option(help="What --abstain-below compares: agreement or logprob."),
-    ] = "agreement",
+    confidence_score: RunScoreOpt = "agreement",
 ) -> None:
     """The fine-tuning quality bar (issue #7) with 95% bootstrap intervals."""
     from agent.errors import ConfigError

@@ -322,7 +322,7 @@ def create_app(
         finished = False
         # An answer that may yet be withheld for low confidence is sent once scored:
         # streamed, a client would already have shown the guess it replaces.
-        hold, held = bool(agent.confidence.abstain_below), False
+        hold, held = agent.confidence.may_withhold, False
         async with _slot():
             t0 = time.perf_counter()
             first = True
@@ -355,7 +355,7 @@ def create_app(
             metrics.latency.observe(time.perf_counter() - t0)
         assert answer is not None
         usage = _count(answer)
-        tail = (cutter.feed(answer.text) if hold and held else "") + cutter.flush()
+        tail = (cutter.feed(answer.text) if held else "") + cutter.flush()
         if tail:
             yield chunk({"content": tail})
         finish = "stop" if cutter.done else _finish(answer)
