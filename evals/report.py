@@ -220,7 +220,8 @@ def _settings_diff(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
     rows = [
         f"| {k} | {ca.get(k)} | {cb.get(k)} |"
         for k in sorted(set(ca) | set(cb))
-        if k not in ("datasets", "conditions") and ca.get(k) != cb.get(k)
+        # The manifest's model is the resolved one; the config's is None for the default.
+        if k not in ("datasets", "conditions", "model") and ca.get(k) != cb.get(k)
     ]
     if ma.get("model") != mb.get("model"):
         rows.insert(0, f"| model | {ma.get('model')} | {mb.get('model')} |")

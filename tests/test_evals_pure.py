@@ -238,7 +238,7 @@ def test_csv_loaders_give_one_line_and_read_what_public_sets_write(tmp_path: Pat
         load_dataset(str(bad))
 
 
-def _write_run(path, grades, config):
+def _write_run(path, grades, config, model="m"):
     import json
 
     path.mkdir()
@@ -247,7 +247,7 @@ def _write_run(path, grades, config):
             rec = {"dataset": "d", "condition": "tools", "id": f"q{i}", "question": "?"}
             rec |= {"answers": ["x"], "answer": "x", "grade": g, "searches": 1}
             fh.write(json.dumps(rec) + "\n")
-    (path / "manifest.json").write_text(json.dumps({"config": config, "model": "m"}))
+    (path / "manifest.json").write_text(json.dumps({"config": config, "model": model}))
 
 
 def test_compare_gives_paired_delta_intervals_settings_and_changed_questions(tmp_path) -> None:
@@ -268,6 +268,16 @@ def test_compare_gives_paired_delta_intervals_settings_and_changed_questions(tmp
     assert "| seed | 0 | 1 |" in text and "| limit |" not in text
     assert "15 of 60 changed (INCORRECT → NOT_ATTEMPTED: 15)" in text
     assert "`q20`: INCORRECT → NOT_ATTEMPTED" in text and "… 5 more" in text
+
+
+def test_compare_names_a_changed_model_once(tmp_path) -> None:
+    from evals.report import compare_runs
+
+    # Run A used the default model (config None, resolved in the manifest).
+    _write_run(tmp_path / "a", ["CORRECT"], {"model": None}, model="default-m")
+    _write_run(tmp_path / "b", ["CORRECT"], {"model": "/x/m2"}, model="/x/m2")
+    rows = [ln for ln in compare_runs(tmp_path / "a", tmp_path / "b").splitlines()]
+    assert [ln for ln in rows if ln.startswith("| model |")] == ["| model | default-m | /x/m2 |"]
 
 
 def test_risk_coverage_plot_keeps_a_condition_that_never_answered(tmp_path) -> None:
