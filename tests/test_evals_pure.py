@@ -276,7 +276,7 @@ def test_compare_names_a_changed_model_once(tmp_path) -> None:
     # Run A used the default model (config None, resolved in the manifest).
     _write_run(tmp_path / "a", ["CORRECT"], {"model": None}, model="default-m")
     _write_run(tmp_path / "b", ["CORRECT"], {"model": "/x/m2"}, model="/x/m2")
-    rows = [ln for ln in compare_runs(tmp_path / "a", tmp_path / "b").splitlines()]
+    rows = compare_runs(tmp_path / "a", tmp_path / "b").splitlines()
     assert [ln for ln in rows if ln.startswith("| model |")] == ["| model | default-m | /x/m2 |"]
 
 
